@@ -1,0 +1,23 @@
+"""Topic names and header names: the addresses in the contract (see schemas/README.md)."""
+
+from typing import Final
+
+EVENTS_TOPIC: Final = "nxcloud.binding-failures.v1"
+"""Normalised push events. Key: normalised caller number (UTF-8); value: BindingFailureEvent JSON."""
+
+DLQ_TOPIC: Final = "nxcloud.binding-failures.dlq.v1"
+"""Authenticated pushes that can never become valid. Key: none; value: DeadLetterRecord JSON."""
+
+ALERTS_TOPIC: Final = "bindwatch.alerts.v1"
+"""Alerts. Key: the alert fingerprint (UTF-8), so the topic can be compacted; value: Alert JSON."""
+
+BY_DID_TOPIC: Final = "bindwatch.internal.binding-failures-by-did.v1"
+"""Internal repartition of deduplicated events by DID for the per-DID rule. Not a public contract."""
+
+HEADER_SCHEMA: Final = "schema"
+"""Header naming the value's schema and version, e.g. ``bindwatch.BindingFailureEvent/1``."""
+
+HEADER_REQUEST_ID: Final = "requestId"
+"""Header carrying the push's requestId (events and dead letters that have one)."""
+
+HEADER_CONTENT_TYPE: Final = "content-type"

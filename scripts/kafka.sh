@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# Local single-node Apache Kafka (KRaft, broker+controller) for development and tests, without Docker.
+#
+#   scripts/kafka.sh start    fetch (first time) with Maven, format storage, start, wait until it answers
+#   scripts/kafka.sh stop     stop the broker started by this script (SIGTERM, then SIGKILL after a bound)
+#   scripts/kafka.sh status   say whether it runs and answers
+#   scripts/kafka.sh fetch    only fetch the jars into the cache
+#   scripts/kafka.sh pause|resume   SIGSTOP / SIGCONT the broker (fault tests)
+#   scripts/kafka.sh classpath      print the classpath (to run Kafka's own tools, e.g. the console consumer)
+#
+# Environment (defaults):
+#   KAFKA_VERSION=4.4.0   BINDWATCH_KAFKA_PORT=19092   BINDWATCH_KAFKA_CONTROLLER_PORT=19093
+#   BINDWATCH_KAFKA_HOME=<repo>/.kafka   (git-ignored: jars, data, log, pid)
+#   BINDWATCH_KAFKA_START_TIMEOUT=90     seconds to wait for the broker to answer
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+KAFKA_VERSION=${KAFKA_VERSION:-$(cat "$ROOT/scripts/KAFKA_VERSION")}
+LOG4J_VERSION=2.24.3
+# Kafka's POM brings slf4j-api 1.7 through a transitive path; log4j-slf4j2-impl needs the 2.x API.
+SLF4J_VERSION=2.0.17
+PORT=${BINDWATCH_KAFKA_PORT:-19092}
+CPORT=${BINDWATCH_KAFKA_CONTROLLER_PORT:-19093}
+HOME_DIR=${BINDWATCH_KAFKA_HOME:-$ROOT/.kafka}
+LIBS=$HOME_DIR/dist/$KAFKA_VERSION/libs
+RUN=$HOME_DIR/run-$PORT
+DATA=$RUN/data
+PIDFILE=$RUN/kafka.pid
+LOGFILE=$RUN/kafka.log
+CONF=$RUN/server.properties
+START_TIMEOUT=${BINDWATCH_KAFKA_START_TIMEOUT:-90}
+
+die() { echo "kafka.sh: $*" >&2; exit 1; }
+
+need() {
+  command -v java >/dev/null 2>&1 || die "Java is missing: install a JDK 17+ (e.g. 'apt-get install openjdk-17-jre-headless') or set KAFKA_BOOTSTRAP_SERVERS to an existing broker."
+  local v
+  v=$(java -version 2>&1 | awk -F'"' '/version/ {print $2}' | cut -d. -f1)
+  [ "${v:-0}" -ge 17 ] 2>/dev/null || die "Java 17+ is needed for Kafka $KAFKA_VERSION; found '$(java -version 2>&1 | head -n1)'."
+}
+
+fetch() {
+  [ -f "$LIBS/.complete" ] && return 0
+  need
+  command -v mvn >/dev/null 2>&1 || die "Maven (mvn) is missing: it fetches Kafka from Maven Central. Install it ('apt-get install maven') or set KAFKA_BOOTSTRAP_SERVERS to an existing broker."
+  local work=$HOME_DIR/dist/$KAFKA_VERSION
+  mkdir -p "$work"
+  cat >"$work/pom.xml" <<POM
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>bindwatch.local</groupId><artifactId>kafka-dist</artifactId><version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$KAFKA_VERSION</version></dependency>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>$KAFKA_VERSION</version></dependency>
+    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-api</artifactId><version>$SLF4J_VERSION</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>$LOG4J_VERSION</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j2-impl</artifactId><version>$LOG4J_VERSION</version></dependency>
+  </dependencies>
+</project>
+POM
+  echo "kafka.sh: fetching Apache Kafka $KAFKA_VERSION from Maven Central (first run only)..." >&2
+  rm -rf "$LIBS"
+  if ! mvn -B -q -f "$work/pom.xml" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$LIBS" >"$work/mvn.log" 2>&1; then
+    tail -n 30 "$work/mvn.log" >&2
+    die "Maven could not fetch org.apache.kafka:kafka_2.13:$KAFKA_VERSION (log: $work/mvn.log)."
+  fi
+  cat >"$work/log4j2.properties" <<'LOG'
+status = warn
+appender.out.type = Console
+appender.out.name = out
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = out
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.state.name = state.change.logger
+logger.state.level = WARN
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+LOG
+  touch "$LIBS/.complete"
+}
+
+classpath() { echo "$LIBS/*"; }
+
+running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+
+answers() {
+  # A broker answers when the admin API lists topics. Uses Kafka's own client, so no Python is needed here.
+  timeout 20 java -cp "$(classpath)" -Dlog4j2.configurationFile="$HOME_DIR/dist/$KAFKA_VERSION/log4j2.properties" \
+    -Dlog4j2.level=ERROR org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$PORT" --list >/dev/null 2>&1
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
+
+write_conf() {
+  mkdir -p "$DATA"
+  cat >"$CONF" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$CPORT
+listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CPORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$DATA
+num.partitions=1
+default.replication.factor=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+min.insync.replicas=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=true
+log.retention.hours=168
+log.segment.bytes=67108864
+log.cleaner.dedupe.buffer.size=33554432
+PROPS
+}
+
+start() {
+  fetch
+  if running; then
+    echo "kafka.sh: already running (pid $(cat "$PIDFILE")) on 127.0.0.1:$PORT"
+    return 0
+  fi
+  if port_open; then
+    die "port $PORT is taken by another process; set BINDWATCH_KAFKA_PORT or KAFKA_BOOTSTRAP_SERVERS."
+  fi
+  mkdir -p "$RUN"
+  write_conf
+  local jopts=(-Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true
+    -Dlog4j2.configurationFile="$HOME_DIR/dist/$KAFKA_VERSION/log4j2.properties")
+  if [ ! -f "$DATA/meta.properties" ]; then
+    java "${jopts[@]}" -cp "$(classpath)" kafka.tools.StorageTool format -t bindwatch-local-cluster-01 -c "$CONF" >>"$LOGFILE" 2>&1 \
+      || { tail -n 20 "$LOGFILE" >&2; die "formatting KRaft storage failed (log: $LOGFILE)"; }
+  fi
+  local t0=$SECONDS
+  # setsid: the broker outlives the shell that started it, in its own process group.
+  setsid nohup java "${jopts[@]}" -cp "$(classpath)" kafka.Kafka "$CONF" >>"$LOGFILE" 2>&1 </dev/null &
+  echo $! >"$PIDFILE"
+  while ! port_open || ! answers; do
+    if ! running; then
+      tail -n 30 "$LOGFILE" >&2
+      die "the broker exited during start-up (log: $LOGFILE)"
+    fi
+    if [ $((SECONDS - t0)) -ge "$START_TIMEOUT" ]; then
+      tail -n 30 "$LOGFILE" >&2
+      die "the broker did not answer within ${START_TIMEOUT}s (log: $LOGFILE)"
+    fi
+    sleep 0.5
+  done
+  echo "kafka.sh: Apache Kafka $KAFKA_VERSION answers on 127.0.0.1:$PORT after $((SECONDS - t0))s (pid $(cat "$PIDFILE"), log $LOGFILE)"
+}
+
+stop() {
+  if ! running; then
+    echo "kafka.sh: not running"
+    rm -f "$PIDFILE"
+    return 0
+  fi
+  local pid
+  pid=$(cat "$PIDFILE")
+  kill -CONT "$pid" 2>/dev/null || true
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "kafka.sh: broker did not stop in 30s; killing it" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$PIDFILE"
+  echo "kafka.sh: stopped"
+}
+
+status() {
+  if running && answers; then
+    echo "kafka.sh: running (pid $(cat "$PIDFILE")) and answering on 127.0.0.1:$PORT"
+  elif running; then
+    echo "kafka.sh: process $(cat "$PIDFILE") runs but does not answer on 127.0.0.1:$PORT"; return 1
+  else
+    echo "kafka.sh: not running"; return 3
+  fi
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  fetch) fetch; echo "kafka.sh: Kafka $KAFKA_VERSION jars in $LIBS" ;;
+  classpath) fetch >&2; classpath ;;
+  pause) running && kill -STOP "$(cat "$PIDFILE")" ;;
+  resume) running && kill -CONT "$(cat "$PIDFILE")" ;;
+  wipe) stop; rm -rf "$RUN" ;;
+  *) echo "usage: $0 {start|stop|status|fetch|classpath|pause|resume|wipe}" >&2; exit 2 ;;
+esac

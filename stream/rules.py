@@ -1,0 +1,371 @@
+"""Alert rules as pure functions over plain data: no Faust, no Kafka, no clock of their own.
+
+One ``SubjectState`` holds everything known about one subject (a caller, or a DID): the failures
+within the retention horizon and the state of each alert about it. Because dedup records, counts and
+alert state live in the *same* value, one table write stores them together: after a crash they cannot
+disagree (the changelog holds either the whole update or none of it).
+
+Counting is exact and sliding: "3 in 10 minutes" fires when 3 failures fall within *any* 10-minute span
+(``[t, t + window]``, both ends included), wherever the clock boundaries are. Event time is the push's
+occurrence time; a push may arrive late and out of order, and the counts come out as if in order as
+long as it is no older than ``horizon`` behind the newest failure of its subject.
+
+Wall-clock (processing) time, ``now``, drives only what has to happen without a next event: repeat
+updates, and resolution of a subject that went quiet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from bisect import bisect_left, bisect_right, insort
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from schemas.alerts import Alert, AlertStatus, Rule, Severity
+
+MAX_SAMPLES = 10
+
+
+class Kind(StrEnum):
+    CALLER = "caller"
+    DID = "did"
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    rule: Rule
+    threshold: int
+    window_s: int
+    critical_factor: int = 10
+
+    @property
+    def window_ms(self) -> int:
+        return self.window_s * 1000
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Thresholds and timings for every rule; defaults are the documented ones."""
+
+    caller_repeat: RuleSpec = RuleSpec(Rule.CALLER_REPEAT, 3, 600)
+    did_hot: RuleSpec = RuleSpec(Rule.DID_HOT, 5, 600)
+    pair_repeat: RuleSpec = RuleSpec(Rule.PAIR_REPEAT, 3, 1800)
+    caller_scan: RuleSpec = RuleSpec(Rule.CALLER_SCAN, 5, 600)
+    repeat_interval_s: int = 3600
+    resolve_after_s: int | None = None
+    """Quiet period before ``resolved``; ``None`` means one window of the rule."""
+    allowed_lateness_s: int = 5400
+    """How far behind its subject's newest failure a push may arrive and still count (and dedup)."""
+    max_events: int = 2000
+    """Failures kept per subject; beyond it a storm counts as 'at least max_events'."""
+
+    def specs(self, kind: Kind) -> tuple[RuleSpec, ...]:
+        if kind is Kind.DID:
+            return (self.did_hot,)
+        return (self.caller_repeat, self.caller_scan, self.pair_repeat)
+
+    def horizon_ms(self, kind: Kind) -> int:
+        return (max(s.window_s for s in self.specs(kind)) + self.allowed_lateness_s) * 1000
+
+    def resolve_after_ms(self, spec: RuleSpec) -> int:
+        return (self.resolve_after_s if self.resolve_after_s is not None else spec.window_s) * 1000
+
+
+@dataclass(frozen=True, order=True)
+class Failure:
+    """One failure as a subject sees it. ``other`` is the DID for a caller subject, the caller for a DID."""
+
+    ts: int  # event time, epoch ms
+    rid: str
+    other: str
+
+
+@dataclass
+class AlertState:
+    rule: Rule
+    other: str | None  # the DID of a pair alert
+    episode: int = 0
+    firing: bool = False
+    severity: Severity = Severity.WARNING
+    seq: int = 0  # emissions within the episode
+    first_ts: int = 0
+    last_emit_wall: int = 0
+    last_activity_wall: int = 0
+    last: dict[str, Any] = field(default_factory=dict)  # the last emitted alert's numbers
+
+
+@dataclass
+class SubjectState:
+    kind: Kind
+    subject: str
+    events: list[Failure] = field(default_factory=list)  # sorted by (ts, rid, other)
+    alerts: dict[str, AlertState] = field(default_factory=dict)
+    floor_ts: int | None = None  # failures at or before this were evicted: refuse them, never recount
+    last_activity_wall: int = 0
+
+    # --- persistence (one table value) -------------------------------------------------------
+    def dump(self) -> bytes:
+        """Bytes for the table: a one-byte firing flag and the last activity time, then JSON.
+
+        The prefix lets a scan find firing or stale subjects without parsing the JSON.
+        """
+        doc = {
+            "k": self.kind.value,
+            "s": self.subject,
+            "e": [[f.ts, f.rid, f.other] for f in self.events],
+            "a": {
+                key: [
+                    a.rule.value,
+                    a.other,
+                    a.episode,
+                    a.firing,
+                    a.severity.value,
+                    a.seq,
+                    a.first_ts,
+                    a.last_emit_wall,
+                    a.last_activity_wall,
+                    a.last,
+                ]
+                for key, a in self.alerts.items()
+            },
+            "f": self.floor_ts,
+            "w": self.last_activity_wall,
+        }
+        flag = b"F" if self.is_firing() else b"Q"
+        return flag + b"%013d" % self.last_activity_wall + orjson.dumps(doc)
+
+    @classmethod
+    def load(cls, data: bytes) -> SubjectState:
+        doc = orjson.loads(data[14:])
+        state = cls(Kind(doc["k"]), doc["s"])
+        state.events = [Failure(ts, rid, other) for ts, rid, other in doc["e"]]
+        for key, (rule, other, ep, firing, sev, seq, first, emit, act, last) in doc["a"].items():
+            state.alerts[key] = AlertState(Rule(rule), other, ep, firing, Severity(sev), seq, first, emit, act, last)
+        state.floor_ts = doc["f"]
+        state.last_activity_wall = doc["w"]
+        return state
+
+    def is_firing(self) -> bool:
+        return any(a.firing for a in self.alerts.values())
+
+
+def peek(data: bytes) -> tuple[bool, int]:
+    """(firing, last activity wall ms) from a dumped value, without parsing it."""
+    return data[:1] == b"F", int(data[1:14])
+
+
+@dataclass
+class Outcome:
+    counted: bool
+    reason: str  # "new", "duplicate", "too_late"
+    alerts: list[Alert] = field(default_factory=list)
+
+
+# --- public API ------------------------------------------------------------------------------
+def apply(state: SubjectState, failure: Failure, now_ms: int, policy: Policy) -> Outcome:
+    """Add one failure (if new) and return what to emit. Mutates ``state``."""
+    if any(f.rid == failure.rid for f in state.events):
+        return Outcome(False, "duplicate")
+    newest = max(failure.ts, state.events[-1].ts if state.events else failure.ts)
+    cutoff = newest - policy.horizon_ms(state.kind)
+    if failure.ts < cutoff or (state.floor_ts is not None and failure.ts <= state.floor_ts):
+        return Outcome(False, "too_late")
+    insort(state.events, failure)
+    _prune(state, cutoff, policy.max_events)
+    state.last_activity_wall = now_ms
+    emitted: list[Alert] = []
+    for spec in policy.specs(state.kind):
+        if spec.rule is Rule.PAIR_REPEAT:
+            subset = [f for f in state.events if f.other == failure.other]
+            emitted += _evaluate(state, spec, failure.other, subset, failure, now_ms, policy)
+        else:
+            emitted += _evaluate(state, spec, None, state.events, failure, now_ms, policy)
+    return Outcome(True, "new", emitted)
+
+
+def tick(state: SubjectState, now_ms: int, policy: Policy) -> list[Alert]:
+    """Resolve every firing alert of the subject that has been quiet long enough. Mutates ``state``."""
+    out: list[Alert] = []
+    for a in state.alerts.values():
+        spec = _spec(policy, a.rule)
+        if a.firing and now_ms - a.last_activity_wall >= policy.resolve_after_ms(spec):
+            a.firing = False
+            a.seq += 1
+            a.last_emit_wall = now_ms
+            out.append(_alert(state, a, AlertStatus.RESOLVED, now_ms, spec, **a.last))
+    return out
+
+
+def next_due_ms(state: SubjectState, policy: Policy) -> int | None:
+    """Wall-clock time at which ``tick`` would resolve something, or None."""
+    due = [
+        a.last_activity_wall + policy.resolve_after_ms(_spec(policy, a.rule)) for a in state.alerts.values() if a.firing
+    ]
+    return min(due) if due else None
+
+
+def collectable(state_value: bytes, now_ms: int, horizon_ms: int) -> bool:
+    """True when a stored subject may be deleted: nothing firing and quiet for longer than the horizon.
+
+    After that time a retry of one of its pushes is beyond NXCLOUD's retry schedule.
+    """
+    firing, last = peek(state_value)
+    return not firing and now_ms - last > horizon_ms
+
+
+def fingerprint(rule: Rule, subject: str, other: str | None = None) -> str:
+    """Stable id of one problem: the rule and a hash of its subject (numbers stay out of keys)."""
+    text = subject if other is None else f"{subject}>{other}"
+    return f"{rule.value}:{hashlib.sha256(text.encode()).hexdigest()[:20]}"
+
+
+def window_counts(state: SubjectState, policy: Policy) -> dict[str, dict[str, Any]]:
+    """For queries: per rule, the failures in the window that ends at the subject's newest failure."""
+    if not state.events:
+        return {}
+    newest = state.events[-1].ts
+    out: dict[str, dict[str, Any]] = {}
+    for spec in policy.specs(state.kind):
+        in_window = [f for f in state.events if f.ts >= newest - spec.window_ms]
+        entry: dict[str, Any] = {"threshold": spec.threshold, "windowSeconds": spec.window_s}
+        if spec.rule is Rule.CALLER_SCAN:
+            entry["distinctDids"] = len({f.other for f in in_window})
+        elif spec.rule is Rule.PAIR_REPEAT:
+            per: dict[str, int] = {}
+            for f in in_window:
+                per[f.other] = per.get(f.other, 0) + 1
+            entry["perDid"] = dict(sorted(per.items(), key=lambda kv: -kv[1])[:20])
+        else:
+            entry["count"] = len(in_window)
+        out[spec.rule.value] = entry
+    return out
+
+
+# --- internals -------------------------------------------------------------------------------
+def _spec(policy: Policy, rule: Rule) -> RuleSpec:
+    return {
+        Rule.CALLER_REPEAT: policy.caller_repeat,
+        Rule.DID_HOT: policy.did_hot,
+        Rule.PAIR_REPEAT: policy.pair_repeat,
+        Rule.CALLER_SCAN: policy.caller_scan,
+    }[rule]
+
+
+def _prune(state: SubjectState, cutoff: int, max_events: int) -> None:
+    ev = state.events
+    drop = bisect_left(ev, Failure(cutoff, "", ""))
+    if len(ev) - drop > max_events:
+        drop = len(ev) - max_events
+        state.floor_ts = max(state.floor_ts or 0, ev[drop - 1].ts)
+    if drop:
+        del ev[:drop]
+
+
+def _best_window(subset: list[Failure], spec: RuleSpec, new: Failure) -> tuple[int, int, list[Failure]]:
+    """Among windows [s, s+W] that contain ``new`` and start at a failure, the one with most failures
+    (most distinct DIDs for caller_scan). Returns (measure, start, failures in it); ties: earliest."""
+    times = [f.ts for f in subset]
+    lo = bisect_left(times, new.ts - spec.window_ms)
+    hi = bisect_right(times, new.ts)
+    best: tuple[int, int, list[Failure]] = (0, new.ts, [new])
+    for j in range(lo, hi):
+        start = times[j]
+        end_idx = bisect_right(times, start + spec.window_ms)
+        inside = subset[j:end_idx]
+        measure = len({f.other for f in inside}) if spec.rule is Rule.CALLER_SCAN else len(inside)
+        if measure > best[0]:
+            best = (measure, start, inside)
+    return best
+
+
+def _evaluate(
+    state: SubjectState,
+    spec: RuleSpec,
+    other: str | None,
+    subset: list[Failure],
+    new: Failure,
+    now_ms: int,
+    policy: Policy,
+) -> list[Alert]:
+    key = spec.rule.value if other is None else f"{spec.rule.value}>{other}"
+    a = state.alerts.get(key)
+    if a is not None and a.firing:
+        a.last_activity_wall = now_ms
+    measure, start, inside = _best_window(subset, spec, new)
+    if measure < spec.threshold:
+        return []
+    severity = Severity.CRITICAL if measure >= spec.threshold * spec.critical_factor else Severity.WARNING
+    numbers = _numbers(state, spec, measure, start, inside, subset)
+    if a is None:
+        a = state.alerts[key] = AlertState(spec.rule, other)
+    if not a.firing:
+        a.episode += 1
+        a.firing, a.seq, a.severity = True, 0, severity
+        a.first_ts = inside[0].ts
+        a.last_activity_wall = a.last_emit_wall = now_ms
+    elif severity is Severity.CRITICAL and a.severity is Severity.WARNING:
+        a.severity, a.seq, a.last_emit_wall = severity, a.seq + 1, now_ms
+    elif now_ms - a.last_emit_wall >= policy.repeat_interval_s * 1000:
+        a.seq, a.last_emit_wall = a.seq + 1, now_ms
+    else:
+        return []
+    a.last = numbers
+    return [_alert(state, a, AlertStatus.FIRING, now_ms, spec, **numbers)]
+
+
+def _numbers(
+    state: SubjectState, spec: RuleSpec, measure: int, start: int, inside: list[Failure], subset: list[Failure]
+) -> dict[str, Any]:
+    return {
+        "count": len(inside),
+        "distinct": measure if spec.rule is Rule.CALLER_SCAN else None,
+        "start": start,
+        "last_ts": subset[-1].ts,
+        "samples": [f.rid for f in inside[:MAX_SAMPLES]],
+    }
+
+
+def _ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def _alert(
+    state: SubjectState,
+    a: AlertState,
+    status: AlertStatus,
+    now_ms: int,
+    spec: RuleSpec,
+    *,
+    count: int,
+    distinct: int | None,
+    start: int,
+    last_ts: int,
+    samples: list[str],
+) -> Alert:
+    caller = state.subject if state.kind is Kind.CALLER else None
+    did = state.subject if state.kind is Kind.DID else a.other
+    fp = fingerprint(spec.rule, state.subject, a.other)
+    alert_id = hashlib.sha256(f"{fp}|{a.episode}|{a.seq}|{status.value}".encode()).hexdigest()[:32]
+    return Alert(
+        alertId=alert_id,
+        fingerprint=fp,
+        rule=spec.rule,
+        status=status,
+        severity=a.severity,
+        caller=caller,
+        did=did,
+        count=count,
+        distinctDids=distinct,
+        threshold=spec.threshold,
+        windowSeconds=spec.window_s,
+        windowStart=_ms(start),
+        windowEnd=_ms(start + spec.window_ms),
+        firstOccurredAt=_ms(a.first_ts),
+        lastOccurredAt=_ms(last_ts),
+        sampleRequestIds=samples,
+        emittedAt=_ms(now_ms),
+    )
