@@ -138,9 +138,13 @@ class KafkaPublisher:
         if producer is None:
             return False
         try:
-            await asyncio.wait_for(producer.client.force_metadata_update(), timeout=self._timeout)
+            updated = await asyncio.wait_for(producer.client.force_metadata_update(), timeout=self._timeout)
         except (KafkaError, OSError, TimeoutError) as exc:
-            self._healthy, self._reason = False, f"Kafka metadata unavailable: {type(exc).__name__}"
+            updated, why = False, type(exc).__name__
+        else:
+            why = "no broker answered"
+        if not updated:
+            self._healthy, self._reason = False, f"Kafka metadata unavailable: {why}"
             return False
         missing = [t for t in self._topics if producer.client.cluster.partitions_for_topic(t) is None]
         if missing:
