@@ -142,11 +142,12 @@ REJECTED: list[tuple[str, dict[str, str], bytes, dict[str, str], int, list[str] 
     (
         "requestId float",
         {"token": TOKEN},
-        b'{"code":10013,"requestId":1.6409209406353613e18,"data":{"requestParams":{"caller":"1","did":"2"},"occurrenceTime":"2023-03-29 11:36:53"}}',
+        b'{"code":10013,"requestId":1.6409209406353613e18,"data":{"requestParams":{"caller":"1","did":"2"},'
+        b'"occurrenceTime":"2023-03-29 11:36:53"}}',
         J,
         200,
         ["requestId"],
-    ),  # noqa: E501
+    ),
     ("requestId boolean", {"token": TOKEN}, json.dumps(with_("requestId", True)).encode(), J, 200, ["requestId"]),
     ("requestId empty", {"token": TOKEN}, json.dumps(with_("requestId", " ")).encode(), J, 200, ["requestId"]),
     ("requestId huge", {"token": TOKEN}, json.dumps(with_("requestId", "9" * 500)).encode(), J, 200, ["requestId"]),

@@ -88,7 +88,7 @@ def test_duplicates_never_count_or_alert() -> None:
 
 
 def test_retry_70_minutes_later_is_still_a_duplicate() -> None:
-    state, alerts, _ = feed(Kind.CALLER, [(at("11:00:00"), "r1", "d1"), (at("11:05:00"), "r2", "d1")])
+    state, _, _ = feed(Kind.CALLER, [(at("11:00:00"), "r1", "d1"), (at("11:05:00"), "r2", "d1")])
     # newer failures arrived meanwhile; the retry of r1 comes 70 minutes later, carrying its original time
     _, _, reasons = feed(Kind.CALLER, [(at("12:10:00"), "r3", "d2"), (at("11:00:00"), "r1", "d1")], state=state)
     assert reasons == ["new", "duplicate"]
