@@ -17,7 +17,8 @@ def utc_iso(dt: datetime) -> str:
 
 
 class _Contract(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Unknown fields are ignored when reading: a v1 reader must accept optional fields added later in v1.
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     @field_serializer("*", when_used="json")
     def _times(self, v: Any) -> Any:

@@ -109,6 +109,9 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         web_port=s.web_port,
         canonical_url=s.canonical_url or f"http://{s.web_host}:{s.web_port}",
         producer_acks=-1,
+        broker_session_timeout=s.session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, s.session_timeout_seconds / 3),
+        consumer_group_instance_id=s.group_instance_id,
     )
     app.bindwatch_metrics = metrics  # type: ignore[attr-defined]
 
@@ -119,8 +122,14 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     caller_ticks = topic(s.caller_ticks_topic, internal=True)
     did_ticks = topic(s.did_ticks_topic, internal=True)
 
-    callers = app.Table("callers", key_type=str, value_type=bytes, partitions=s.partitions)
-    dids = app.Table("dids", key_type=str, value_type=bytes, partitions=s.partitions)
+    # Raw UTF-8 keys: query routing hashes the serialised key, which must equal the producer's key bytes
+    # (a JSON-quoted key would hash to another partition and route queries to the wrong worker).
+    # (Faust derives a table's key serializer from key_type and falls back to JSON for str; override it.)
+    callers = app.Table("callers", partitions=s.partitions, key_type=str, value_type=bytes)
+    dids = app.Table("dids", partitions=s.partitions, key_type=str, value_type=bytes)
+    for t in (callers, dids):
+        t.key_serializer = "raw"
+        t.changelog_topic = t._new_changelog_topic()
     stages = {
         rules.Kind.CALLER: Stage(rules.Kind.CALLER, callers, caller_ticks),
         rules.Kind.DID: Stage(rules.Kind.DID, dids, did_ticks),

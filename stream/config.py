@@ -35,6 +35,11 @@ class StreamSettings(BaseSettings):
     tick_seconds: float = Field(default=5.0, gt=0)
     gc_batch: int = Field(default=20000, ge=100)
     commit_interval_seconds: float = Field(default=2.0, gt=0)
+    group_instance_id: str | None = None
+    """Static group membership (KIP-345): a restarted worker with the same id gets its partitions back at
+    once instead of after a rebalance. Set it to the pod name in a StatefulSet. A static member does not
+    leave the group on shutdown, so its partitions move only after ``session_timeout_seconds``."""
+    session_timeout_seconds: float = Field(default=30.0, ge=6, le=300)
 
     caller_repeat_threshold: int = Field(default=3, ge=1)
     caller_repeat_window_seconds: int = Field(default=600, ge=1)

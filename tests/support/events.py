@@ -1,0 +1,56 @@
+"""Build input events and compute, with the pure rules, what the stream must make of them."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+from schemas import BindingFailureEvent, encode
+from stream import rules
+from stream.rules import Failure, Kind, Policy, SubjectState
+
+BASE = datetime(2026, 1, 15, 11, 0, tzinfo=UTC)
+
+
+def event(rid: str, caller: str, did: str, at: datetime | timedelta, code: int = 10013) -> BindingFailureEvent:
+    when = BASE + at if isinstance(at, timedelta) else at
+    return BindingFailureEvent(
+        requestId=rid,
+        code=code,
+        msg="binding not exist",
+        action="queryAXB",
+        caller=caller,
+        callerRaw=caller,
+        did=did,
+        didRaw=did,
+        occurredAt=when,
+        occurrenceTimeRaw=when.strftime("%Y-%m-%d %H:%M:%S"),
+        occurrenceTimeZone="+00:00",
+        receivedAt=datetime.now(UTC),
+    )
+
+
+def records(events: list[BindingFailureEvent]) -> list[tuple[bytes | None, bytes, int | None]]:
+    return [(e.caller.encode(), encode(e), int(e.occurredAt.timestamp() * 1000)) for e in events]
+
+
+def expected(
+    events: list[BindingFailureEvent], policy: Policy
+) -> tuple[Counter[tuple[str, str, str]], dict[str, int], dict[str, int]]:
+    """(multiset of (fingerprint, status, severity) over firing and final resolution, distinct counts per
+    caller, per DID). Applies each subject's events in the order given, then resolves everything."""
+    states: dict[tuple[Kind, str], SubjectState] = {}
+    out: Counter[tuple[str, str, str]] = Counter()
+    now = 1_000
+    for e in events:
+        ts = int(e.occurredAt.timestamp() * 1000)
+        for kind, subject, other in ((Kind.CALLER, e.caller, e.did), (Kind.DID, e.did, e.caller)):
+            st = states.setdefault((kind, subject), SubjectState(kind, subject))
+            for a in rules.apply(st, Failure(ts, e.requestId, other), now, policy).alerts:
+                out[(a.fingerprint, a.status.value, a.severity.value)] += 1
+    for st in states.values():
+        for a in rules.tick(st, 10**13, policy):
+            out[(a.fingerprint, a.status.value, a.severity.value)] += 1
+    callers = {s: len(st.events) for (k, s), st in states.items() if k is Kind.CALLER}
+    dids = {s: len(st.events) for (k, s), st in states.items() if k is Kind.DID}
+    return out, callers, dids
