@@ -128,8 +128,8 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     callers = app.Table("callers", partitions=s.partitions, key_type=str, value_type=bytes)
     dids = app.Table("dids", partitions=s.partitions, key_type=str, value_type=bytes)
     for t in (callers, dids):
-        t.key_serializer = "raw"
-        t.changelog_topic = t._new_changelog_topic()
+        t.key_serializer = "raw"  # type: ignore[attr-defined]
+        t.changelog_topic = t._new_changelog_topic()  # type: ignore[attr-defined]
     stages = {
         rules.Kind.CALLER: Stage(rules.Kind.CALLER, callers, caller_ticks),
         rules.Kind.DID: Stage(rules.Kind.DID, dids, did_ticks),
