@@ -3,7 +3,7 @@
     .venv/bin/python docs/alerts_consumer.py                   # new alerts from now on
     .venv/bin/python docs/alerts_consumer.py --from-beginning  # everything on the topic
 
-Any Kafka client can do the same: the value is JSON (schemas/json/alert.schema.json), the key is the
+Any Kafka client can do the same: the value is JSON (schemas/json/alert.v1.schema.json), the key is the
 alert fingerprint, and the ``schema`` header names the schema version. Consumers should deduplicate by
 ``alertId``: delivery is at-least-once, so after a crash the same emission may appear twice.
 """
