@@ -1,0 +1,82 @@
+"""k8s/: every overlay builds, validates against the Kubernetes API schema, agrees with the code, is hardened."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from stream.admin import topic_specs
+from stream.config import StreamSettings
+from tests.deploy import k8s_checks
+from tests.deploy.support import KUSTOMIZE, OVERLAYS, ROOT
+
+Rendered = dict[str, list[dict[str, Any]]]
+
+
+def test_kustomize_is_the_pinned_version() -> None:
+    pinned = re.search(r"^KUSTOMIZE_VERSION=(\S+)", (ROOT / "scripts" / "install-tools.sh").read_text(), re.M)
+    assert pinned is not None
+    out = subprocess.run([str(KUSTOMIZE), "version"], capture_output=True, text=True, timeout=30, check=True)
+    assert out.stdout.strip() == pinned.group(1)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_builds_every_service(rendered: Rendered, overlay: str) -> None:
+    kinds = Counter(o["kind"] for o in rendered[overlay])
+    assert kinds["Deployment"] == 1
+    assert kinds["StatefulSet"] == 1
+    assert kinds["HorizontalPodAutoscaler"] == 1
+    assert kinds["PodDisruptionBudget"] == 2
+    assert kinds["Service"] == 3  # gateway, stream (queries), stream-headless (peers)
+    assert kinds["ConfigMap"] == 2
+    assert kinds["ServiceAccount"] == 1
+    assert kinds["NetworkPolicy"] >= 3
+    assert kinds["Secret"] == 0
+
+
+@pytest.mark.parametrize("version", k8s_checks.K8S_VERSIONS)
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_objects_validate_against_the_kubernetes_schema(rendered: Rendered, overlay: str, version: str) -> None:
+    assert k8s_checks.schema_problems(rendered[overlay], version) == []
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_manifests_agree_with_the_code_and_pods_are_hardened(
+    rendered: Rendered, served: dict[str, frozenset[str]], overlay: str
+) -> None:
+    assert k8s_checks.semantic_problems(rendered[overlay], served) == []
+
+
+def test_dev_creates_topics_with_the_job_and_prod_with_strimzi(rendered: Rendered) -> None:
+    dev_jobs = [o for o in rendered["dev"] if o["kind"] == "Job"]
+    assert [j["spec"]["template"]["spec"]["containers"][0]["command"] for j in dev_jobs] == [
+        ["python", "-m", "stream.admin", "create-topics"]
+    ]
+    prod_topics = [o for o in rendered["prod"] if o["kind"] == "KafkaTopic"]
+    assert {o["spec"]["topicName"] for o in prod_topics} == {t.name for t in topic_specs(StreamSettings())}
+    assert not any(o["kind"] == "KafkaTopic" for o in rendered["dev"])
+
+
+def test_every_pod_is_checked_for_hardening(rendered: Rendered) -> None:
+    # The hardening check covers each workload kind the overlays render (so none escapes it).
+    kinds = {w.obj["kind"] for objs in rendered.values() for w in k8s_checks.workloads(objs)}
+    assert kinds == {"Deployment", "StatefulSet", "Job"}
+    containers = [c for objs in rendered.values() for w in k8s_checks.workloads(objs) for c in w.containers()]
+    assert len(containers) == 5 and all(k8s_checks.is_bindwatch(c) for c in containers)
+
+
+def test_prod_uses_an_immutable_tag_and_more_replicas_than_dev(rendered: Rendered) -> None:
+    def pick(overlay: str, kind: str) -> dict[str, Any]:
+        return next(o for o in rendered[overlay] if o["kind"] == kind)
+
+    prod_image = pick("prod", "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert re.fullmatch(r".+/bindwatch:\d+\.\d+\.\d+", prod_image)
+    assert (
+        pick("prod", "HorizontalPodAutoscaler")["spec"]["minReplicas"]
+        > pick("dev", "HorizontalPodAutoscaler")["spec"]["minReplicas"]
+    )
+    assert pick("prod", "StatefulSet")["spec"]["replicas"] > pick("dev", "StatefulSet")["spec"]["replicas"]
