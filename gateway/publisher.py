@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -76,6 +77,10 @@ class KafkaPublisher:
     aiokafka's ``send_and_wait`` can wait forever while the broker is down (aiokafka#1101), so each
     publish is bounded by ``timeout``. A publish that timed out may still be written later; the stream
     deduplicates by requestId, and NXCLOUD retries because we answered 503.
+
+    Self-healing: if the broker answers metadata requests again but writes still time out for longer
+    than ``stuck_after`` (seen with aiokafka's idempotent producer after a broker restart under load),
+    the producer is replaced by a new one instead of waiting for an operator to restart the gateway.
     """
 
     def __init__(
@@ -99,6 +104,10 @@ class KafkaPublisher:
         self._prober: asyncio.Task[None] | None = None
         self._healthy = False
         self._reason = "connecting to Kafka"
+        self._last_ack = time.monotonic()
+        self._last_fail = 0.0
+        self._stuck_after = max(2 * timeout, 5.0)
+        self.recycled = 0
 
     def _new_producer(self) -> AIOKafkaProducer:
         return AIOKafkaProducer(
@@ -107,7 +116,9 @@ class KafkaPublisher:
             acks="all",
             enable_idempotence=True,
             linger_ms=self._linger_ms,
-            request_timeout_ms=max(int(self._timeout * 1000), 1000),
+            # The broker's own request timeout stays generous: our bound is enforced around each send, and
+            # a short request timeout makes the idempotent producer retry writes it cannot tell apart.
+            request_timeout_ms=30000,
             retry_backoff_ms=100,
             metadata_max_age_ms=30000,
         )
@@ -154,13 +165,39 @@ class KafkaPublisher:
         return True
 
     async def _probe_until_healthy(self) -> None:
-        for _ in range(1_000_000_000):  # until healthy (or cancelled at shutdown), once a second
+        """While writes fail: probe the broker once a second; replace a producer that stays stuck."""
+        reachable_since: float | None = None
+        while self._last_fail > self._last_ack:
             if await self._refresh_health():
-                return
+                now = time.monotonic()
+                reachable_since = reachable_since or now
+                failed_while_reachable = self._last_fail > reachable_since + self._timeout
+                if failed_while_reachable and now - reachable_since > self._stuck_after:
+                    await self._recycle("writes keep timing out while the broker answers")
+                    return
+            else:
+                reachable_since = None
             await asyncio.sleep(1.0)
+
+    async def _recycle(self, why: str) -> None:
+        old, self._producer = self._producer, None
+        self._healthy, self._reason = False, f"restarting the Kafka producer: {why}"
+        self.recycled += 1
+        log.warning("replacing the Kafka producer: %s", why)
+        if old is not None:
+            asyncio.create_task(self._stop_quietly(old), name="kafka-old-producer-stop")  # noqa: RUF006
+        self._last_ack = time.monotonic()
+        self._connector = asyncio.create_task(self._connect_loop(), name="kafka-connect")
+
+    async def _stop_quietly(self, producer: AIOKafkaProducer) -> None:
+        try:
+            await asyncio.wait_for(producer.stop(), timeout=self._shutdown_timeout)
+        except (TimeoutError, KafkaError, OSError) as exc:
+            log.warning("the replaced Kafka producer did not stop cleanly: %r", exc)
 
     def _mark_unhealthy(self, reason: str) -> None:
         self._healthy, self._reason = False, reason
+        self._last_fail = time.monotonic()
         if self._prober is None or self._prober.done():
             self._prober = asyncio.create_task(self._probe_until_healthy(), name="kafka-probe")
 
@@ -181,7 +218,8 @@ class KafkaPublisher:
         except KafkaError as exc:
             self._mark_unhealthy(f"Kafka error: {type(exc).__name__}")
             raise PublishError(f"Kafka refused the write: {type(exc).__name__}") from exc
-        if not self._healthy and (self._prober is None or self._prober.done()):
+        self._last_ack = time.monotonic()
+        if not self._healthy:
             self._healthy, self._reason = True, "ok"
 
     def readiness(self) -> tuple[bool, str]:

@@ -1,0 +1,183 @@
+"""Faults injected for real while NXCLOUD (simulated) pushes: nothing lost, nothing counted twice.
+
+The scenarios run in order against one rig (a long-lived gateway and worker, as in production), and each
+check covers everything sent so far: counts and alerts are compared with what the pure rules compute from
+the distinct accepted pushes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from schemas import Alert, BindingFailureEvent, decode
+from stream.config import StreamSettings
+from tests.reliability.conftest import PROFILE, Rig
+from tests.support import procs
+from tests.support.events import expected
+from tests.support.kafka import consume
+from tests.support.nxcloud import Simulator, run_in_thread
+
+pytestmark = pytest.mark.integration
+
+
+def run_scenario(rig: Rig, name: str, fault: Callable[[], None], seed: int, **sim_kw: object) -> None:
+    sim = Simulator(
+        rig.push_url,
+        rig.env["BINDWATCH_PUSH_TOKENS"],
+        rate=PROFILE["rate"],
+        duration=PROFILE["load"],
+        seed=seed,
+        **sim_kw,
+    )  # type: ignore[arg-type]
+    started = time.monotonic()
+    thread, ledger = run_in_thread(sim)
+    time.sleep(PROFILE["load"] / 3)
+    fault()
+    thread.join(timeout=PROFILE["load"] + 60 * 11 + float(sim_kw.get("duplicate_delay", 0)))  # type: ignore[arg-type]
+    assert not thread.is_alive(), "the simulator did not finish in its bound"
+    rig.ledgers.append(ledger)
+    row = verify(rig, name, ledger)
+    row["seconds"] = round(time.monotonic() - started, 1)
+    rig.results.append(row)
+    assert row["given_up"] == 0, row
+    assert row["lost"] == 0, row
+    assert row["double_counted"] == 0 and row["under_counted"] == 0, row
+    assert row["alerts_missing"] == 0 and row["alerts_unexpected"] == 0, row
+    assert row["duplicate_firing"] == 0, row
+
+
+def verify(rig: Rig, name: str, ledger: object) -> dict[str, object]:
+    accepted = {rid for lg in rig.ledgers for rid in lg.accepted}
+    topic = rig.env["BINDWATCH_EVENTS_TOPIC"]
+    records = consume(
+        rig.broker.bootstrap,
+        topic,
+        lambda recs: accepted <= {r.headers["requestId"].decode() for r in recs},
+        timeout=60,
+    )
+    seen: dict[str, BindingFailureEvent] = {}
+    for r in records:
+        ev = decode(BindingFailureEvent, r.value)
+        seen.setdefault(ev.requestId, ev)
+    lost = accepted - set(seen)
+    distinct = list(seen.values())
+    want_alerts, callers, dids = expected(distinct, StreamSettings().policy())
+    want_firing = Counter({k: v for k, v in want_alerts.items() if k[1] == "firing"})
+
+    # counts: poll until the worker has caught up (bounded), then compare every subject
+    deadline = time.monotonic() + 90
+    while True:
+        got = {}
+        for path, n in [
+            *((f"/v1/callers/{c}", n) for c, n in callers.items()),
+            *((f"/v1/dids/{d}", n) for d, n in dids.items()),
+        ]:
+            resp = httpx.get(procs.url(rig.worker, path), timeout=10)
+            got[path] = (n, resp.json().get("retainedFailures", 0) if resp.status_code == 200 else 0)
+        if all(g == w for w, g in got.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    over = sum(max(0, g - w) for w, g in got.values())
+    under = sum(max(0, w - g) for w, g in got.values())
+
+    alert_recs = consume(rig.broker.bootstrap, rig.env["BINDWATCH_ALERTS_TOPIC"], timeout=4)
+    alerts = [decode(Alert, r.value) for r in alert_recs]
+    by_id = {a.alertId: a for a in alerts}
+    got_firing = Counter(
+        (a.fingerprint, a.status.value, a.severity.value) for a in by_id.values() if a.status.value == "firing"
+    )
+    first_firing = Counter(
+        a.fingerprint for a in by_id.values() if a.status.value == "firing" and a.severity.value == "warning"
+    )
+    s = ledger.summary()  # type: ignore[attr-defined]
+    return {
+        "scenario": name,
+        "rate": PROFILE["rate"],
+        "load_seconds": PROFILE["load"],
+        "offered": s["offered"],
+        "accepted": s["accepted"],
+        "retried": s["retried"],
+        "given_up": s["given_up"],
+        "redelivered": s["redelivered"],
+        "statuses": s["statuses"],
+        "lost": len(lost),
+        "double_counted": over,
+        "under_counted": under,
+        "alerts_expected": sum(want_firing.values()),
+        "alerts_produced": sum(got_firing.values()),
+        "alerts_missing": sum((want_firing - got_firing).values()),
+        "alerts_unexpected": sum((got_firing - want_firing).values()),
+        "duplicate_firing": sum(1 for n in first_firing.values() if n > 1),
+        "resent_alert_records": len(alerts) - len(by_id),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def test_steady_load_without_faults(rig: Rig) -> None:
+    run_scenario(rig, "no fault (baseline)", lambda: None, seed=1)
+
+
+def test_broker_stopped_and_restarted(rig: Rig) -> None:
+    def fault() -> None:
+        rig.broker.stop()
+        time.sleep(PROFILE["outage"])
+        rig.broker.start()
+
+    run_scenario(rig, f"broker stopped {PROFILE['outage']}s", fault, seed=2)
+
+
+def test_broker_paused_longer_than_the_gateway_bound(rig: Rig) -> None:
+    def fault() -> None:
+        rig.broker.pause()
+        time.sleep(PROFILE["pause"])
+        rig.broker.resume()
+
+    run_scenario(rig, f"broker paused (SIGSTOP) {PROFILE['pause']}s > {PROFILE['bound']}s bound", fault, seed=3)
+
+
+def test_gateway_killed_and_restarted(rig: Rig) -> None:
+    def fault() -> None:
+        rig.gateway.kill()
+        time.sleep(1)
+        rig.gateway.start()
+
+    run_scenario(rig, "gateway SIGKILL + restart", fault, seed=4)
+
+
+def test_worker_killed_and_restarted(rig: Rig) -> None:
+    def fault() -> None:
+        rig.worker.kill()
+        rig.worker.start(timeout=120)
+
+    run_scenario(rig, "worker SIGKILL + restart", fault, seed=5)
+
+
+def test_second_worker_joins_and_leaves(rig: Rig) -> None:
+    second = procs.worker(rig.env, rig.logdir, "w2")
+
+    def fault() -> None:
+        second.start(timeout=120)
+        time.sleep(PROFILE["load"] / 3)
+        second.stop()
+
+    try:
+        run_scenario(rig, "second worker joins, then leaves (rebalances)", fault, seed=6)
+    finally:
+        second.stop()
+
+
+def test_nxcloud_delivers_pushes_twice_and_later(rig: Rig) -> None:
+    run_scenario(
+        rig,
+        f"30% of pushes delivered again {PROFILE['dup_delay']}s later",
+        lambda: None,
+        seed=7,
+        duplicate_share=0.3,
+        duplicate_delay=float(PROFILE["dup_delay"]),
+    )
