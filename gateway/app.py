@@ -103,13 +103,34 @@ async def handle_push(request: Request) -> Response:
     st: GatewayState = request.app.state.bindwatch
     started = time.perf_counter()
     fields: dict[str, Any] = {"path": PUSH_PATH}
-    outcome, response = await _process_push(request, st, fields)
+    try:
+        outcome, response = await _process_push(request, st, fields)
+    except Exception as exc:  # a defect of ours: never a 500, never a crash; NXCLOUD retries a 503
+        fields["error"] = f"{type(exc).__name__} at {_where(exc)}"
+        log.error("unexpected error while handling a push", extra={"fields": dict(fields)})
+        outcome, response = (
+            "internal_error",
+            _error(
+                503,
+                "internal_error",
+                "the push was not stored because of an internal error; retry later",
+                headers={"Retry-After": str(st.settings.retry_after_seconds)},
+            ),
+        )
     elapsed = time.perf_counter() - started
     st.metrics.requests.labels(outcome).inc()
     st.metrics.latency.labels(outcome).observe(elapsed)
     fields.update(outcome=outcome, status=response.status_code, latency_ms=round(elapsed * 1000, 2))
     log.info("push %s", outcome, extra={"fields": fields})
     return response
+
+
+def _where(exc: BaseException) -> str:
+    """File and line of the innermost frame: enough to find the defect, without values that may be personal."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}" if tb else "?"
 
 
 async def _process_push(request: Request, st: GatewayState, fields: dict[str, Any]) -> tuple[str, Response]:

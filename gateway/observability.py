@@ -19,6 +19,7 @@ OUTCOMES = (
     "method_not_allowed",
     "not_found",
     "unavailable",
+    "internal_error",
 )
 
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 MAX_ID_LENGTH = 128
 MAX_NUMBER_LENGTH = 64
+MIN_YEAR, MAX_YEAR = 1971, 9998
 
 
 class PushValidationError(ValueError):
@@ -74,9 +75,12 @@ def _time_text(value: Any) -> Any:
     if not isinstance(value, str):
         raise ValueError(f"must be a time string like '2023-03-29 11:36:53', not {type(value).__name__}")
     try:
-        datetime.fromisoformat(value.strip())
+        parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         raise ValueError(f"must be a time like '2023-03-29 11:36:53', got {value[:40]!r}") from None
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+        # Outside this range the UTC instant or the Kafka timestamp cannot be represented.
+        raise ValueError(f"must be a time between the years {MIN_YEAR} and {MAX_YEAR}, got {value[:40]!r}")
     return value
 
 

@@ -317,3 +317,23 @@ def test_openapi_documents_the_push_with_the_demo_example(client: TestClient) ->
     assert op["requestBody"]["content"]["application/json"]["example"] == DEMO_PUSH
     assert {"200", "401", "413", "415", "503"} <= set(op["responses"])
     assert "NxcloudPush" in doc["components"]["schemas"]
+
+
+class Exploding(MemoryPublisher):
+    async def publish(self, *a: Any, **kw: Any) -> None:
+        raise RuntimeError("a defect")
+
+
+def test_an_internal_defect_is_a_503_never_a_500() -> None:
+    with TestClient(create_app(settings(), Exploding()), raise_server_exceptions=False) as c:
+        r = c.post(f"{PUSH_PATH}?token={TOKEN}", json=DEMO_PUSH)
+        metrics = c.get("/metrics").text
+    assert r.status_code == 503 and r.json()["error"] == "internal_error" and r.headers["retry-after"] == "60"
+    assert 'bindwatch_gateway_requests_total{outcome="internal_error"} 1.0' in metrics
+
+
+@pytest.mark.parametrize("when", ["0001-01-01 00:00:00", "1969-12-31 23:59:59", "9999-12-31 23:59:59"])
+def test_unrepresentable_times_are_dead_lettered(client: TestClient, pub: MemoryPublisher, when: str) -> None:
+    r = client.post(f"{PUSH_PATH}?token={TOKEN}", json=with_("data.occurrenceTime", when))
+    assert r.status_code == 200 and r.json()["status"] == "dead-lettered"
+    assert r.json()["fields"][0]["loc"] == "data.occurrenceTime"
