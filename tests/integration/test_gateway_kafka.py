@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import copy
 import time
 from collections.abc import Iterator
@@ -78,7 +79,8 @@ def test_demo_push_lands_on_the_topic_exactly_as_normalised(bootstrap: str, logd
 @pytest.fixture
 def private_broker() -> Iterator[LocalBroker]:
     """A broker of this test's own, which it may stop and start (the shared one must stay up)."""
-    b = LocalBroker(19292, 19293)
+    port = int(os.environ.get("BINDWATCH_TEST_FAULT_KAFKA_PORT", "19292"))
+    b = LocalBroker(port, port + 1)
     b.wipe()
     b.start()
     try:

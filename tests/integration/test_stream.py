@@ -143,7 +143,7 @@ def check_counts(worker: procs.Service, callers: dict[str, int], dids: dict[str,
 def test_sigkill_mid_stream_and_restart_keeps_counts_exact(bootstrap: str, logdir: Path) -> None:
     names = Names.new("kill")
     s = setup_topics(bootstrap, names)
-    events = random_input(8000, seed=7)
+    events = random_input(5000, seed=7)
     want, callers, dids = expected(events, StreamSettings().policy())
     env = {
         **names.env(bootstrap),
@@ -155,7 +155,7 @@ def test_sigkill_mid_stream_and_restart_keeps_counts_exact(bootstrap: str, logdi
     wk.start(timeout=120)
     try:
         produce(bootstrap, s.events_topic, records(events))
-        wait_processed(wk, "caller", 3000)
+        wait_processed(wk, "caller", 1500)
         wk.kill()  # SIGKILL: no flush, no commit, no shutdown hook
         wk.start(timeout=120)
         check_counts(wk, callers, dids, timeout=90)
@@ -169,7 +169,7 @@ def test_sigkill_mid_stream_and_restart_keeps_counts_exact(bootstrap: str, logdi
 
 
 def test_two_workers_split_partitions_and_match_one_worker(bootstrap: str, logdir: Path) -> None:
-    events = random_input(3000, seed=11)
+    events = random_input(1500, seed=11)
     want, callers, dids = expected(events, StreamSettings().policy())
     names = Names.new("two")
     s = setup_topics(bootstrap, names)
