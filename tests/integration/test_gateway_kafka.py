@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
-import os
 import copy
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
