@@ -31,8 +31,10 @@ from pydantic import ValidationError
 from schemas import Alert, BindingFailureEvent, decode, encode
 from schemas.codec import headers as record_headers
 from schemas.numbers import mask_number, normalise_number
-from stream import rules
+from stream import faust_fixes, rules
 from stream.config import StreamSettings, get_settings
+
+faust_fixes.apply()
 
 log = logging.getLogger("bindwatch.stream")
 
