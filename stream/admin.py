@@ -31,6 +31,12 @@ def topic_specs(s: StreamSettings) -> list[NewTopic]:
         ),
         NewTopic(s.caller_ticks_topic, p, rf, topic_configs={"retention.ms": str(3600 * 1000)}),
         NewTopic(s.did_ticks_topic, p, rf, topic_configs={"retention.ms": str(3600 * 1000)}),
+        # Faust creates its changelogs at start-up too, but sometimes too late for its own partition check
+        # (PartitionsMismatch '...-dids-changelog has 0 partitions' crashed the DID agent): create them first.
+        *(
+            NewTopic(f"{s.app_id}-{table}-changelog", p, rf, topic_configs={"cleanup.policy": "compact"})
+            for table in ("callers", "dids")
+        ),
     ]
 
 

@@ -325,12 +325,29 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     async def healthz(web: Any, request: Request) -> Response:
         return web.json({"status": "alive"})  # type: ignore[no-any-return]
 
+    def crashed_agents() -> list[str]:
+        """Agents whose actor crashed (mode's private ``_crashed`` event, faust-streaming 0.15.3): a worker
+        that counts nothing any more must not look ready."""
+        out = []
+        for name, agent in app.agents.items():
+            for actor in list(getattr(agent, "_actors", ())):
+                ev = getattr(actor, "_crashed", None)
+                if ev is not None and ev.is_set():
+                    out.append(str(name))
+        return out
+
     @app.page("/readyz")
     async def readyz(web: Any, request: Request) -> Response:
         recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
-        ready = recovered and not app.rebalancing
+        crashed = crashed_agents()
+        ready = recovered and not app.rebalancing and not crashed
         return web.json(  # type: ignore[no-any-return]
-            {"status": "ready" if ready else "not ready", "recovered": recovered, "rebalancing": bool(app.rebalancing)},
+            {
+                "status": "ready" if ready else "not ready",
+                "recovered": recovered,
+                "rebalancing": bool(app.rebalancing),
+                "crashedAgents": crashed,
+            },
             status=200 if ready else 503,
         )
 
