@@ -1,0 +1,46 @@
+"""The gateway without Kafka, as the throughput baseline: ``python -m bench.baseline_app``.
+
+The same app (token check, validation, normalisation, metrics, one log line per push) and the same uvicorn
+options as ``python -m gateway`` (gateway/__main__.py); only the publisher is ``MemoryPublisher(keep=False)``,
+which answers at once and keeps nothing. The difference to the real gateway is the cost of Kafka.
+"""
+
+import sys
+
+import uvicorn
+from fastapi import FastAPI
+
+from gateway.app import create_app
+from gateway.config import get_settings
+from gateway.observability import configure_logging
+from gateway.publisher import MemoryPublisher
+
+
+def create() -> FastAPI:
+    """Factory uvicorn calls in every worker process, like ``gateway.app:production_app``."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings, MemoryPublisher(keep=False))
+
+
+def main() -> int:
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    settings.check()
+    # Keep these arguments identical to gateway/__main__.py.
+    uvicorn.run(
+        "bench.baseline_app:create",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),
+        server_header=False,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""Kafka for the benchmarks: names and topics per run, a fast backlog producer, the plain-consumer baseline,
+record counting, and an alert watcher that notes when each alert became readable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from bench.workload import Record
+from schemas import Alert, BindingFailureEvent, decode
+from schemas.topics import HEADER_REQUEST_ID
+from stream.admin import create_topics
+from stream.config import StreamSettings
+
+PARTITIONS = 8
+
+
+def tag(prefix: str) -> str:
+    return f"bench-{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def stream_settings(bootstrap: str, run: str, events_topic: str | None = None) -> StreamSettings:
+    """Topic names and app id of one run (a shared events topic may be passed: several apps read one backlog)."""
+    return StreamSettings(
+        kafka_bootstrap_servers=bootstrap,
+        events_topic=events_topic or f"{run}.events",
+        dlq_topic=f"{run}.dlq",
+        by_did_topic=f"{run}.by-did",
+        alerts_topic=f"{run}.alerts",
+        app_id=f"{run}-app",
+        partitions=PARTITIONS,
+    )
+
+
+def env_of(s: StreamSettings) -> dict[str, str]:
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": s.kafka_bootstrap_servers,
+        "BINDWATCH_EVENTS_TOPIC": s.events_topic,
+        "BINDWATCH_DLQ_TOPIC": s.dlq_topic,
+        "BINDWATCH_BY_DID_TOPIC": s.by_did_topic,
+        "BINDWATCH_ALERTS_TOPIC": s.alerts_topic,
+        "BINDWATCH_APP_ID": s.app_id,
+        "BINDWATCH_PARTITIONS": str(s.partitions),
+    }
+
+
+def setup(s: StreamSettings) -> None:
+    """The project's topics, plus the tables' changelogs (see ``_changelogs``)."""
+    asyncio.run(create_topics(s))
+    asyncio.run(_changelogs(s))
+
+
+async def _changelogs(s: StreamSettings) -> None:
+    """Create ``<app id>-{callers,dids}-changelog`` before the worker starts, as Faust would (compacted, one
+    partition per table partition). stream.admin does not create them; when Faust creates them itself at start-up,
+    its metadata can still lack them at the first table write and the agent crashes with PartitionsMismatch
+    ("changelog topic ... has 0 partitions") while /readyz keeps answering 200 (seen in 1 of 6 worker starts).
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap_servers, request_timeout_ms=30_000)
+    await asyncio.wait_for(admin.start(), 30)
+    try:
+        existing = set(await asyncio.wait_for(admin.list_topics(), 30))
+        wanted = [
+            NewTopic(name, s.partitions, s.replication_factor, topic_configs={"cleanup.policy": "compact"})
+            for name in (f"{s.app_id}-callers-changelog", f"{s.app_id}-dids-changelog")
+            if name not in existing
+        ]
+        if wanted:
+            await asyncio.wait_for(admin.create_topics(wanted), 30)
+    finally:
+        await asyncio.wait_for(admin.close(), 30)
+
+
+# --- producing a backlog --------------------------------------------------------------------------------
+async def _produce(bootstrap: str, topic: str, records: Iterable[Record]) -> int:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks=1,
+        linger_ms=20,
+        max_batch_size=512 * 1024,
+        max_request_size=4 * 1024 * 1024,
+        client_id="bindwatch-bench-backlog",
+    )
+    await asyncio.wait_for(producer.start(), 30)
+    n = 0
+    pending: list[asyncio.Future[object]] = []
+    try:
+        for key, value, ts, headers in records:
+            # send() only appends to a batch (it waits only when the buffer is full); acks are checked per chunk.
+            pending.append(await producer.send(topic, value, key=key, timestamp_ms=ts, headers=headers))
+            n += 1
+            if len(pending) >= 50_000:
+                await asyncio.wait_for(asyncio.gather(*pending), 120)
+                pending = []
+        await asyncio.wait_for(asyncio.gather(*pending), 120)
+    finally:
+        await asyncio.wait_for(producer.stop(), 60)
+    return n
+
+
+def produce(bootstrap: str, topic: str, records: Iterable[Record]) -> dict[str, float]:
+    t0 = time.monotonic()
+    n = asyncio.run(_produce(bootstrap, topic, records))
+    dt = time.monotonic() - t0
+    return {"records": n, "seconds": round(dt, 2), "records_per_s": round(n / dt)}
+
+
+# --- the plain-consumer baseline --------------------------------------------------------------------------
+async def _plain_consume(bootstrap: str, topic: str, n: int, timeout: float) -> dict[str, float]:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        max_poll_records=10_000,
+        client_id="bindwatch-bench-plain",
+    )
+    t_start = time.monotonic()
+    await asyncio.wait_for(consumer.start(), 30)
+    seen = 0
+    t_first: float | None = None
+    try:
+        while seen < n and time.monotonic() - t_start < timeout:
+            batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            for recs in batch.values():
+                for m in recs:
+                    decode(BindingFailureEvent, m.value)
+                    seen += 1
+            if seen and t_first is None:
+                t_first = time.monotonic()
+    finally:
+        await asyncio.wait_for(consumer.stop(), 30)
+    t_end = time.monotonic()
+    secs = t_end - (t_first or t_start)
+    return {
+        "events": seen,
+        "seconds": round(secs, 2),
+        "events_per_s": round(seen / secs) if secs > 0 else 0,
+        "complete": seen >= n,
+    }
+
+
+def plain_consume(bootstrap: str, topic: str, n: int, timeout: float) -> dict[str, float]:
+    """Read ``n`` records from the start of ``topic`` and decode each (schemas.decode): the stream's floor."""
+    return asyncio.run(_plain_consume(bootstrap, topic, n, timeout))
+
+
+# --- what is on a topic ---------------------------------------------------------------------------------
+async def _topic_census(bootstrap: str, topic: str, timeout: float) -> dict[str, int]:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        max_poll_records=20_000,
+    )
+    await asyncio.wait_for(consumer.start(), 30)
+    try:
+        tps = sorted(consumer.assignment())  # without a group: every partition of the topic
+        begin = await consumer.beginning_offsets(tps)
+        end = await consumer.end_offsets(tps)
+        total = sum(end[tp] - begin[tp] for tp in tps)
+        rids: set[bytes] = set()
+        read = 0
+        deadline = time.monotonic() + timeout
+        while read < total and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for recs in batch.values():
+                for m in recs:
+                    read += 1
+                    rids.update(v for k, v in m.headers if k == HEADER_REQUEST_ID)
+        return {"records": total, "read": read, "distinct_request_ids": len(rids)}
+    finally:
+        await asyncio.wait_for(consumer.stop(), 30)
+
+
+def topic_census(bootstrap: str, topic: str, timeout: float = 120) -> dict[str, int]:
+    """Records on the topic (end - beginning offsets) and distinct requestId headers among them."""
+    return asyncio.run(_topic_census(bootstrap, topic, timeout))
+
+
+# --- alerts as they become readable ---------------------------------------------------------------------
+@dataclass
+class AlertWatcher:
+    """Tail the alerts topic from the end in a background task; note the wall time each alert was read."""
+
+    bootstrap: str
+    topic: str
+    seen: list[tuple[float, Alert]] = field(default_factory=list)
+    _consumer: AIOKafkaConsumer | None = None
+    _task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            self.topic,
+            bootstrap_servers=self.bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+            fetch_max_wait_ms=5,  # read an alert as soon as it is there
+            client_id="bindwatch-bench-alerts",
+        )
+        await asyncio.wait_for(self._consumer.start(), 30)
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=100)
+            now = time.time()
+            for recs in batch.values():
+                for m in recs:
+                    self.seen.append((now, decode(Alert, m.value)))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._consumer is not None:
+            await asyncio.wait_for(self._consumer.stop(), 30)
