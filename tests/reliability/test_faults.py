@@ -71,7 +71,7 @@ def verify(rig: Rig, name: str, ledger: object) -> dict[str, object]:
     want_firing = Counter({k: v for k, v in want_alerts.items() if k[1] == "firing"})
 
     # counts: poll until the worker has caught up (bounded), then compare every subject
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 240
     while True:
         got = {}
         for path, n in [
