@@ -7,9 +7,9 @@ which answers at once and keeps nothing. The difference to the real gateway is t
 
 import sys
 
-import uvicorn
 from fastapi import FastAPI
 
+from gateway.__main__ import main as gateway_main
 from gateway.app import create_app
 from gateway.config import get_settings
 from gateway.observability import configure_logging
@@ -24,22 +24,8 @@ def create() -> FastAPI:
 
 
 def main() -> int:
-    settings = get_settings()
-    configure_logging(settings.log_level)
-    settings.check()
-    # Keep these arguments identical to gateway/__main__.py.
-    uvicorn.run(
-        "bench.baseline_app:create",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        access_log=False,
-        log_config=None,
-        timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),
-        server_header=False,
-    )
-    return 0
+    # The same server stack and options as the gateway, only the factory differs.
+    return gateway_main("bench.baseline_app:create")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ from gateway.config import get_settings
 from gateway.observability import configure_logging
 
 
-def main() -> int:
+def main(factory: str = "gateway.app:production_app") -> int:
+    """Serve ``factory`` (an app-factory path) with the production uvicorn options; the benchmark's
+    no-Kafka baseline passes its own factory so that both run the same server stack."""
     settings = get_settings()
     configure_logging(settings.log_level)
     try:
@@ -18,7 +20,7 @@ def main() -> int:
         print(f"bindwatch gateway: {exc}", file=sys.stderr)
         return 2
     uvicorn.run(
-        "gateway.app:production_app",
+        factory,
         factory=True,
         host=settings.host,
         port=settings.port,
