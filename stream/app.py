@@ -1,14 +1,18 @@
 """The Faust application: topics, tables, agents, timers and query pages. Run: ``faust -A stream.app worker``.
 
 The layer is thin on purpose: each agent decodes, calls ``stream.rules``, sends what the rule returns,
-and writes the table. The ordering inside an agent is what makes a crash harmless:
+and writes the table. It works in batches (the caller agent takes up to ``batch_size`` events; the DID
+agent gets one bundle record per caller batch and partition, see ``stream.bundle``): every subject in a
+batch is read once, changed in memory and written once. The ordering inside a batch is what makes a crash
+harmless:
 
-1. alerts are sent and *acknowledged* before the table is written; after a crash in between, the
-   event is processed again and yields the same alert with the same ``alertId``;
-2. the table write stores the dedup record, the counts and the alert state as one value;
+1. the batch's alerts are sent and *acknowledged* before any table write; after a crash in between, the
+   events are processed again and yield the same alerts with the same ``alertId``s;
+2. a table write stores the dedup record, the counts and the alert state of a subject as one value;
 3. every event (duplicate or not) is forwarded to the per-DID topic, so a forward lost in a crash is
    made good on reprocessing; the DID agent deduplicates on its own;
-4. Faust flushes the producer (changelog and forwards) before it commits the input offset.
+4. the batch's offsets are acknowledged only after all of this (``take_events``), and Faust flushes the
+   producer (changelogs and forwards) before it commits them.
 
 Wall-clock work (resolving quiet subjects, deleting stale ones) cannot write a table from a timer, so
 the timer sends a *tick* for a subject to a topic co-partitioned with the table, and the same agent
@@ -17,13 +21,17 @@ applies it in stream context.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 from faust.exceptions import SameNode
+from faust.streams import _current_event  # private: see use_event
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 from pydantic import ValidationError
@@ -31,7 +39,7 @@ from pydantic import ValidationError
 from schemas import Alert, BindingFailureEvent, decode, encode
 from schemas.codec import headers as record_headers
 from schemas.numbers import mask_number, normalise_number
-from stream import faust_fixes, rules
+from stream import bundle, faust_fixes, rules
 from stream.config import StreamSettings, get_settings
 
 faust_fixes.apply()
@@ -86,8 +94,51 @@ class Stage:
     table: Any
     ticks: Any
     due: dict[str, int] = field(default_factory=dict)
-    gc_keys: list[str] = field(default_factory=list)
-    gc_pos: int = 0
+    gc_iter: Iterator[tuple[str, bytes]] | None = None
+
+
+def use_event(ev: Any) -> None:
+    """Make ``ev`` Faust's current event in this task: table reads and writes go to its partition.
+
+    Faust finds the partition of a table operation from the current event (a context variable that its
+    stream sets per message). With ``take_events`` the stream runs in another task, so the agent sets it
+    for each subject it writes. (Private: faust-streaming 0.15.3 ``faust.streams._current_event``;
+    ``tests/unit/test_stream_batch.py`` and the two-worker routing test catch a change.)
+    """
+    _current_event.set(weakref.ref(ev))
+
+
+class Batch:
+    """The subjects one batch touches: each read from the table once, changed in memory, written once."""
+
+    def __init__(self, stage: Stage, table: Any) -> None:
+        self.stage = stage
+        self.table = table
+        self.now = wall_ms()
+        self.states: dict[str, rules.SubjectState | None] = {}
+        self.events: dict[str, Any] = {}  # key -> an event of its partition
+        self.dirty: dict[str, None] = {}  # ordered set of keys to write
+        self.alerts: list[Alert] = []
+        self.last_ts: int | None = None
+
+    def state(self, key: str, ev: Any) -> rules.SubjectState | None:
+        if key in self.states:
+            return self.states[key]
+        use_event(ev)
+        raw = self.table.get(key)
+        state = rules.SubjectState.load(raw) if raw else None
+        self.states[key] = state
+        self.events[key] = ev
+        return state
+
+    def put(self, key: str, state: rules.SubjectState | None) -> None:
+        """Keep ``state`` for writing (``None``: delete the subject)."""
+        self.states[key] = state
+        self.dirty[key] = None
+
+    def changed(self) -> Iterator[tuple[str, rules.SubjectState | None]]:
+        for key in self.dirty:
+            yield key, self.states[key]
 
 
 def create_app(settings: StreamSettings | None = None) -> faust.App:
@@ -111,6 +162,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         web_port=s.web_port,
         canonical_url=s.canonical_url or f"http://{s.web_host}:{s.web_port}",
         producer_acks=-1,
+        producer_linger=s.producer_linger_ms / 1000,
         broker_session_timeout=s.session_timeout_seconds,
         broker_heartbeat_interval=min(3.0, s.session_timeout_seconds / 3),
         consumer_group_instance_id=s.group_instance_id,
@@ -141,11 +193,14 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         return mask_number(n) if s.mask_numbers_in_logs else n
 
     async def emit(alerts: list[Alert]) -> None:
-        """Send alerts and wait for the broker's acknowledgement (before the table write)."""
+        """Send alerts and wait for the broker's acknowledgement of all of them (before the table write)."""
+        sent = [
+            await app.producer.send(s.alerts_topic, a.fingerprint.encode(), encode(a), None, None, record_headers(a))
+            for a in alerts
+        ]
+        if sent:
+            await asyncio.gather(*sent)
         for a in alerts:
-            await app.producer.send_and_wait(
-                s.alerts_topic, a.fingerprint.encode(), encode(a), None, None, record_headers(a)
-            )
             metrics.alerts.labels(a.rule.value, a.status.value).inc()
             log.info(
                 "alert %s %s %s caller=%s did=%s count=%d",
@@ -157,78 +212,116 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
                 a.count,
             )
 
-    def store(stage: Stage, key: str, state: rules.SubjectState) -> None:
-        stage.table[key] = state.dump()
-        due = rules.next_due_ms(state, policy)
-        if due is None:
-            stage.due.pop(key, None)
-        else:
-            stage.due[key] = due
-        metrics.firing.labels(stage.kind.value).set(len(stage.due))
+    events_seen: dict[tuple[str, str], Any] = {}
 
-    async def on_event(stage: Stage, key: str, raw: bytes) -> BindingFailureEvent | None:
-        name = stage.kind.value
+    def seen(stage: str, result: str) -> None:
+        child = events_seen.get((stage, result))
+        if child is None:
+            child = events_seen[(stage, result)] = metrics.events.labels(stage, result)
+        child.inc()
+
+    def decode_or_skip(name: str, raw: bytes) -> BindingFailureEvent | None:
         try:
-            event = decode(BindingFailureEvent, raw)
+            return decode(BindingFailureEvent, raw)
         except ValidationError as exc:
-            metrics.events.labels(name, "invalid").inc()
+            seen(name, "invalid")
             log.error("skipping an undecodable record on %s: %s", name, exc.errors(include_input=False)[:3])
             return None
-        if event.code == 0:
-            metrics.events.labels(name, "ignored").inc()
-            return event
-        subject = event.caller if stage.kind is rules.Kind.CALLER else event.did
-        other = event.did if stage.kind is rules.Kind.CALLER else event.caller
-        now = wall_ms()
-        current = stage.table.get(subject)
-        state = rules.SubjectState.load(current) if current else rules.SubjectState(stage.kind, subject)
-        failure = rules.Failure(int(event.occurredAt.timestamp() * 1000), event.requestId, other)
-        outcome = rules.apply(state, failure, now, policy)
-        metrics.events.labels(name, outcome.reason).inc()
-        metrics.lag.labels(name).set(max(0.0, (now - failure.ts) / 1000))
-        if outcome.counted:
-            await emit(outcome.alerts)
-            store(stage, subject, state)
-        return event
 
-    async def on_tick(stage: Stage, key: str) -> None:
-        current = stage.table.get(key)
-        if current is None:
+    def on_failure(batch: Batch, subject: str, failure: rules.Failure, ev: Any) -> None:
+        state = batch.state(subject, ev)
+        if state is None:
+            state = rules.SubjectState(batch.stage.kind, subject)
+        outcome = rules.apply(state, failure, batch.now, policy)
+        seen(batch.stage.kind.value, outcome.reason)
+        batch.last_ts = failure.ts
+        if outcome.counted:
+            batch.put(subject, state)
+            batch.alerts += outcome.alerts
+
+    def on_tick(batch: Batch, key: str, ev: Any) -> None:
+        stage = batch.stage
+        state = batch.state(key, ev)
+        if state is None:
             stage.due.pop(key, None)
             return
-        now = wall_ms()
-        state = rules.SubjectState.load(current)
-        resolved = rules.tick(state, now, policy)
-        await emit(resolved)
-        if not state.is_firing() and rules.collectable(state.dump(), now, policy.horizon_ms(stage.kind)):
-            del stage.table[key]
-            stage.due.pop(key, None)
-            metrics.deleted.labels(stage.kind.value).inc()
+        resolved = rules.tick(state, batch.now, policy)
+        batch.alerts += resolved
+        if not state.is_firing() and rules.collectable(state.dump(), batch.now, policy.horizon_ms(stage.kind)):
+            batch.put(key, None)
         elif resolved:
-            store(stage, key, state)
+            batch.put(key, state)
+
+    async def finish(batch: Batch) -> None:
+        """Send the batch's alerts and wait for the broker's acknowledgement, then write every changed
+        subject once (the order that makes a crash in between harmless: see the module docstring)."""
+        await emit(batch.alerts)
+        stage = batch.stage
+        for key, state in batch.changed():
+            use_event(batch.events[key])  # the table writes to the partition of the current event
+            if state is None:
+                del stage.table[key]
+                stage.due.pop(key, None)
+                metrics.deleted.labels(stage.kind.value).inc()
+                continue
+            stage.table[key] = state.dump()
+            due = rules.next_due_ms(state, policy)
+            if due is None:
+                stage.due.pop(key, None)
+            else:
+                stage.due[key] = due
+        metrics.firing.labels(stage.kind.value).set(len(stage.due))
+        if batch.last_ts is not None:
+            metrics.lag.labels(stage.kind.value).set(max(0.0, (batch.now - batch.last_ts) / 1000))
+
+    def key_of(ev: Any) -> str:
+        return ev.key if isinstance(ev.key, str) else (ev.key or b"").decode(errors="replace")
 
     @app.agent(app.topic(s.events_topic, s.caller_ticks_topic, key_type=str, value_type=bytes))
     async def count_by_caller(stream: Any) -> None:
+        """Events in batches: each caller read and written once per batch; one by-DID bundle per partition."""
         stage = stages[rules.Kind.CALLER]
-        async for ev in stream.events():
-            key = ev.key if isinstance(ev.key, str) else (ev.key or b"").decode(errors="replace")
-            if ev.message.topic == s.caller_ticks_topic:
-                await on_tick(stage, key)
-                continue
-            event = await on_event(stage, key, ev.value)
-            if event is not None and event.code != 0:
+        name = stage.kind.value
+        async for events in stream.take_events(s.batch_size, within=s.batch_wait_ms / 1000):
+            batch = Batch(stage, table=stage.table)
+            bundles: dict[int, list[bundle.Entry]] = {}
+            for ev in events:
+                if ev.message.topic == s.caller_ticks_topic:
+                    on_tick(batch, key_of(ev), ev)
+                    continue
+                event = decode_or_skip(name, ev.value)
+                if event is None:
+                    continue
+                if event.code == 0:
+                    seen(name, "ignored")
+                    continue
+                entry = bundle.entry_of(event)
+                on_failure(batch, event.caller, rules.Failure(entry.ts, entry.rid, entry.did), ev)
                 # Forward every event, duplicates too: a forward lost in a crash is made good on replay.
-                await by_did_topic.send(key=event.did, value=ev.value, headers=ev.headers)
+                bundles.setdefault(bundle.partition_for(entry.did, s.partitions), []).append(entry)
+            await finish(batch)
+            for partition, entries in bundles.items():
+                for chunk in bundle.chunks(entries):
+                    await by_did_topic.send(value=bundle.encode(chunk), partition=partition)
 
     @app.agent(app.topic(s.by_did_topic, s.did_ticks_topic, key_type=str, value_type=bytes))
     async def count_by_did(stream: Any) -> None:
         stage = stages[rules.Kind.DID]
+        name = stage.kind.value
         async for ev in stream.events():
-            key = ev.key if isinstance(ev.key, str) else (ev.key or b"").decode(errors="replace")
+            batch = Batch(stage, table=stage.table)
             if ev.message.topic == s.did_ticks_topic:
-                await on_tick(stage, key)
+                on_tick(batch, key_of(ev), ev)
             else:
-                await on_event(stage, key, ev.value)
+                try:
+                    entries = bundle.decode(ev.value)
+                except ValueError as exc:
+                    seen(name, "invalid")
+                    log.error("skipping an undecodable record on %s: %s", name, exc)
+                    continue
+                for e in entries:
+                    on_failure(batch, e.did, rules.Failure(e.ts, e.rid, e.caller), ev)
+            await finish(batch)
 
     def rebuild_index(stage: Stage) -> Any:
         async def _rebuild() -> None:
@@ -238,7 +331,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
                 firing, last = rules.peek(value)
                 if firing:
                     stage.due[key] = last + resolve_min
-            stage.gc_keys, stage.gc_pos = [], 0
+            stage.gc_iter = None
             metrics.firing.labels(stage.kind.value).set(len(stage.due))
 
         return _rebuild
@@ -259,16 +352,24 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
             await gc_step(stage, now)
 
     async def gc_step(stage: Stage, now: int) -> None:
-        """Visit a slice of the local table; send a tick for each subject quiet beyond the horizon."""
-        if stage.gc_pos >= len(stage.gc_keys):
-            stage.gc_keys, stage.gc_pos = list(stage.table.keys()), 0
+        """Visit the next ``gc_batch`` subjects of the local table (one pass of a RocksDB iterator, resumed at
+        every tick); send a tick for each quiet beyond the horizon. Reading the value's prefix is enough."""
+        if stage.gc_iter is None:
+            stage.gc_iter = iter(stage.table.items())
         horizon = policy.horizon_ms(stage.kind)
-        end = min(stage.gc_pos + s.gc_batch, len(stage.gc_keys))
-        for key in stage.gc_keys[stage.gc_pos : end]:
-            value = stage.table.get(key)
-            if value is not None and rules.collectable(value, now, horizon):
-                await stage.ticks.send(key=key, value=b"tick")
-        stage.gc_pos = end
+        try:
+            for _ in range(s.gc_batch):
+                key, value = next(stage.gc_iter)
+                if rules.collectable(value, now, horizon):
+                    await stage.ticks.send(key=key, value=b"tick")
+        except StopIteration:
+            stage.gc_iter = None
+
+    async def on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        for stage in stages.values():
+            stage.gc_iter = None  # start the next pass over what this worker holds after the rebalance
+
+    app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]  # mode's receiver type is too narrow
 
     def subject_view(stage: Stage, label: str) -> type[View]:
         class SubjectView(View):

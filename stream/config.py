@@ -35,6 +35,15 @@ class StreamSettings(BaseSettings):
     tick_seconds: float = Field(default=5.0, gt=0)
     gc_batch: int = Field(default=20000, ge=100)
     commit_interval_seconds: float = Field(default=2.0, gt=0)
+    batch_size: int = Field(default=500, ge=1, le=10000)
+    """Events the caller stage takes at once: each caller in a batch is read and written once, and the batch
+    goes to the DID stage as one record per partition."""
+    batch_wait_ms: int = Field(default=20, ge=1, le=5000)
+    """How long the caller stage waits to fill a batch: at low rates, the latency it adds to an alert."""
+    producer_linger_ms: int = Field(default=10, ge=0, le=1000)
+    """How long the worker's producer waits to fill a batch. Every event makes at least three records (the
+    caller changelog, the by-DID forward and the DID changelog); at 0 each tends to go out as its own produce
+    request, which costs the worker and the broker far more than the few milliseconds of waiting."""
     group_instance_id: str | None = None
     """Static group membership (KIP-345): a restarted worker with the same id gets its partitions back at
     once instead of after a rebalance. Set it to the pod name in a StatefulSet. A static member does not

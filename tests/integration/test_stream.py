@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from schemas import Alert, BindingFailureEvent, decode
+from stream.bundle import partition_for
 from stream.config import StreamSettings
 from tests.support import procs
 from tests.support.events import event, expected, records
@@ -196,6 +197,19 @@ def test_two_workers_split_partitions_and_match_one_worker(bootstrap: str, logdi
         n2 = metric(w2, "bindwatch_stream_events_total", 'result="new",stage="caller"')
         assert n1 > 0 and n2 > 0, f"both workers must take part (w1={n1}, w2={n2})"
         assert n1 + n2 == sum(callers.values())
+        check_changelog_partitions(bootstrap, s, {"callers": len(callers), "dids": len(dids)})
     finally:
         w1.stop()
         w2.stop()
+
+
+def check_changelog_partitions(bootstrap: str, s: StreamSettings, subjects: dict[str, int]) -> None:
+    """Every changelog record sits in the partition of its key's hash: the partition queries are routed by
+    and a restore reads. The caller stage writes a batch that spans partitions, so it has to put each write
+    in its subject's partition itself (``stream.app.use_event``); a slip would show here."""
+    for table, n in subjects.items():
+        topic = f"{s.app_id}-{table}-changelog"
+        recs = consume(bootstrap, topic, lambda r, n=n: len({x.key for x in r}) >= n, timeout=30)
+        assert len({r.key for r in recs}) == n, f"{topic}: {len({r.key for r in recs})} keys, expected {n}"
+        wrong = [r for r in recs if r.key is None or r.partition != partition_for(r.key.decode(), s.partitions)]
+        assert not wrong, f"{topic}: {len(wrong)} of {len(recs)} records in another partition than their key's"

@@ -1,0 +1,92 @@
+"""Records of the internal by-DID topic: many failures per record, all for DIDs of one partition.
+
+The caller stage used to forward each event as its own record, so every event cost a produce, a fetch and a
+pass through Faust's per-message machinery twice. It now sends one *bundle* per DID partition per batch:
+
+    {"v": 1, "e": [[did, caller, occurred_at_epoch_ms, requestId], ...]}
+
+sent to partition ``partition_for(did)``, the same partition the producer's default partitioner would pick
+for the key ``did`` (Kafka's murmur2), so the DID table, its changelog and query routing agree with a
+per-event forward keyed by DID. The topic is internal (not a public contract); a record in the old
+per-event format (one ``BindingFailureEvent`` JSON) is still read, so an upgrade loses nothing in flight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+import orjson
+from aiokafka.partitioner import murmur2
+from pydantic import ValidationError
+
+from schemas import BindingFailureEvent
+from schemas import decode as decode_event
+
+VERSION = 1
+MAX_ENTRIES = 500
+"""Entries per record: about 80 bytes each, so a record stays far below Kafka's 1 MiB default."""
+
+
+class Entry(NamedTuple):
+    did: str
+    caller: str
+    ts: int  # occurrence time, epoch ms
+    rid: str
+
+
+def partition_for(did: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives the key ``did`` (what Faust routes table queries by)."""
+    return (murmur2(did.encode()) & 0x7FFFFFFF) % partitions  # type: ignore[no-any-return]
+
+
+def entry_of(event: BindingFailureEvent) -> Entry:
+    return Entry(event.did, event.caller, int(event.occurredAt.timestamp() * 1000), event.requestId)
+
+
+def encode(entries: Sequence[Entry]) -> bytes:
+    return orjson.dumps({"v": VERSION, "e": [tuple(e) for e in entries]})  # orjson refuses NamedTuple
+
+
+def chunks(entries: Sequence[Entry], size: int = MAX_ENTRIES) -> Iterator[Sequence[Entry]]:
+    for i in range(0, len(entries), size):
+        yield entries[i : i + size]
+
+
+def decode(raw: bytes) -> list[Entry]:
+    """The entries of a by-DID record; ``ValueError`` naming what is wrong if it is neither format.
+
+    An event with ``code`` 0 (not a failure) yields no entry.
+    """
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"expected a JSON object, got {type(doc).__name__}")
+    if "v" not in doc:  # the per-event format of earlier versions
+        try:
+            event = decode_event(BindingFailureEvent, raw)
+        except ValidationError as exc:
+            raise ValueError(f"neither a bundle nor an event: {exc.errors(include_input=False)[:3]}") from None
+        return [entry_of(event)] if event.code != 0 else []
+    if doc["v"] != VERSION:
+        raise ValueError(f"unknown bundle version {doc['v']!r} (this worker reads {VERSION})")
+    items = doc.get("e")
+    if not isinstance(items, list):
+        raise ValueError("bundle without an entry list 'e'")
+    out = []
+    for i, item in enumerate(items):
+        if not (
+            isinstance(item, list)
+            and len(item) == 4
+            and isinstance(item[0], str)
+            and isinstance(item[1], str)
+            and type(item[2]) is int
+            and isinstance(item[3], str)
+        ):
+            shape = [type(x).__name__ for x in item] if isinstance(item, list) else type(item).__name__
+            # The types only: the entry holds phone numbers, which stay out of logs.
+            raise ValueError(f"entry {i} is not [did, caller, epoch_ms, requestId] (str, str, int, str): {shape}")
+        out.append(Entry(*item))
+    return out

@@ -1,0 +1,72 @@
+"""The by-DID bundle: where each DID goes, what round-trips, and what a bad record is told."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from aiokafka.partitioner import DefaultPartitioner
+from hypothesis import given
+from hypothesis import strategies as st
+
+from schemas import encode
+from stream import bundle
+from stream.bundle import Entry
+from tests.support.events import event
+
+numbers = st.text(alphabet="0123456789", min_size=1, max_size=20)
+entries = st.lists(
+    st.builds(Entry, numbers, numbers, st.integers(0, 2**53), st.text(min_size=1, max_size=64)), max_size=50
+)
+
+
+@given(numbers, st.integers(1, 64))
+def test_partition_is_the_one_kafkas_default_partitioner_picks(did: str, n: int) -> None:
+    parts = list(range(n))
+    assert bundle.partition_for(did, n) == DefaultPartitioner()(did.encode(), parts, parts)
+
+
+@given(entries)
+def test_round_trip(items: list[Entry]) -> None:
+    assert bundle.decode(bundle.encode(items)) == items
+
+
+def test_chunks_cover_every_entry_in_order_and_bound_the_size() -> None:
+    items = [Entry(str(i), "1", i, f"r{i}") for i in range(1234)]
+    parts = list(bundle.chunks(items, 500))
+    assert [len(p) for p in parts] == [500, 500, 234]
+    assert [e for p in parts for e in p] == items
+    assert len(bundle.encode(parts[0])) < 1_000_000
+
+
+def test_the_per_event_format_of_earlier_versions_is_still_read() -> None:
+    e = event("rid-1", "852111", "852222", timedelta(0))
+    assert bundle.decode(encode(e)) == [Entry("852222", "852111", int(e.occurredAt.timestamp() * 1000), "rid-1")]
+
+
+def test_a_legacy_event_that_is_not_a_failure_yields_nothing() -> None:
+    assert bundle.decode(encode(event("rid-2", "852111", "852222", timedelta(0), code=0))) == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        (b"\xff\xfe", "not JSON"),
+        (b"[1, 2]", "expected a JSON object, got list"),
+        (b'{"v": 2, "e": []}', "unknown bundle version 2"),
+        (b'{"v": 1}', "without an entry list"),
+        (b'{"v": 1, "e": [["852000", "853000", "12", "r"]]}', "entry 0 is not [did, caller, epoch_ms, requestId]"),
+        (b'{"v": 1, "e": [["852000", "853000", 12]]}', "entry 0"),
+        (b'{"caller": "1"}', "neither a bundle nor an event"),
+    ],
+)
+def test_a_bad_record_gets_an_error_naming_the_problem(raw: bytes, says: str) -> None:
+    with pytest.raises(ValueError) as err:
+        bundle.decode(raw)
+    assert says in str(err.value)
+
+
+def test_errors_do_not_carry_the_numbers() -> None:
+    with pytest.raises(ValueError) as err:
+        bundle.decode(b'{"v": 1, "e": [["85298765432", "85212345678", "x", "r"]]}')
+    assert "85298765432" not in str(err.value) and "85212345678" not in str(err.value)
