@@ -103,7 +103,8 @@ def use_event(ev: Any) -> None:
     Faust finds the partition of a table operation from the current event (a context variable that its
     stream sets per message). With ``take_events`` the stream runs in another task, so the agent sets it
     for each subject it writes. (Private: faust-streaming 0.15.3 ``faust.streams._current_event``;
-    ``tests/unit/test_stream_batch.py`` and the two-worker routing test catch a change.)
+    ``check_changelog_partitions`` in the two-worker test of ``tests/integration/test_stream.py`` catches a
+    change.)
     """
     _current_event.set(weakref.ref(ev))
 
@@ -111,9 +112,8 @@ def use_event(ev: Any) -> None:
 class Batch:
     """The subjects one batch touches: each read from the table once, changed in memory, written once."""
 
-    def __init__(self, stage: Stage, table: Any) -> None:
+    def __init__(self, stage: Stage) -> None:
         self.stage = stage
-        self.table = table
         self.now = wall_ms()
         self.states: dict[str, rules.SubjectState | None] = {}
         self.events: dict[str, Any] = {}  # key -> an event of its partition
@@ -125,7 +125,7 @@ class Batch:
         if key in self.states:
             return self.states[key]
         use_event(ev)
-        raw = self.table.get(key)
+        raw = self.stage.table.get(key)
         state = rules.SubjectState.load(raw) if raw else None
         self.states[key] = state
         self.events[key] = ev
@@ -283,7 +283,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         stage = stages[rules.Kind.CALLER]
         name = stage.kind.value
         async for events in stream.take_events(s.batch_size, within=s.batch_wait_ms / 1000):
-            batch = Batch(stage, table=stage.table)
+            batch = Batch(stage)
             bundles: dict[int, list[bundle.Entry]] = {}
             for ev in events:
                 if ev.message.topic == s.caller_ticks_topic:
@@ -309,7 +309,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         stage = stages[rules.Kind.DID]
         name = stage.kind.value
         async for ev in stream.events():
-            batch = Batch(stage, table=stage.table)
+            batch = Batch(stage)
             if ev.message.topic == s.did_ticks_topic:
                 on_tick(batch, key_of(ev), ev)
             else:
