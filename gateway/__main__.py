@@ -1,12 +1,16 @@
 """``python -m gateway``: serve the gateway with uvicorn, settings from the environment."""
 
+import logging
 import sys
 
 import uvicorn
 
 from gateway import ConfigError
 from gateway.config import get_settings
+from gateway.connections import ConnectionLimits, raise_fd_limit
 from gateway.observability import configure_logging
+
+log = logging.getLogger("bindwatch.gateway")
 
 
 def main(factory: str = "gateway.app:production_app") -> int:
@@ -19,6 +23,19 @@ def main(factory: str = "gateway.app:production_app") -> int:
     except ConfigError as exc:
         print(f"bindwatch gateway: {exc}", file=sys.stderr)
         return 2
+    limits = ConnectionLimits.from_settings(settings, raise_fd_limit())
+    log.info(
+        "connection limits",
+        extra={
+            "fields": {
+                "max_connections": limits.max_connections,
+                "max_connections_per_source": limits.max_per_source,
+                "idle_timeout_s": limits.idle_timeout,
+                "request_timeout_s": limits.request_timeout,
+                "drop_at_connect": bool(limits.allowed_sources),
+            }
+        },
+    )
     uvicorn.run(
         factory,
         factory=True,
@@ -29,6 +46,12 @@ def main(factory: str = "gateway.app:production_app") -> int:
         log_config=None,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),
         server_header=False,
+        # One layer decides the client address: gateway.auth.client_address, from BINDWATCH_TRUSTED_PROXIES.
+        # uvicorn's own rewriting (on by default, trusting loopback) let any local peer claim any source.
+        proxy_headers=False,
+        # Admission at connect, request deadlines and connection limits: see gateway/connections.py.
+        http="gateway.connections:GuardedHttpToolsProtocol",
+        timeout_keep_alive=settings.keepalive_timeout_seconds,
     )
     return 0
 

@@ -16,10 +16,12 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from gateway import PublishError
 from gateway.auth import client_address, presented_token, source_allowed, token_ok
 from gateway.config import GatewaySettings, get_settings
+from gateway.connections import ConnectionCollector, GuardedHttpToolsProtocol
 from gateway.observability import GatewayMetrics
 from gateway.publisher import KafkaPublisher, Publisher
 from schemas import BindingFailureEvent, DeadLetterRecord, NxcloudPush, PushValidationError, encode
@@ -105,6 +107,8 @@ async def handle_push(request: Request) -> Response:
     fields: dict[str, Any] = {"path": PUSH_PATH}
     try:
         outcome, response = await _process_push(request, st, fields)
+    except ClientDisconnect:  # gone before its body arrived (or closed by the request deadline): nothing stored
+        outcome, response = "client_disconnected", _error(400, "client_disconnected", "the client went away")
     except Exception as exc:  # a defect of ours: never a 500, never a crash; NXCLOUD retries a 503
         fields["error"] = f"{type(exc).__name__} at {_where(exc)}"
         log.error("unexpected error while handling a push", extra={"fields": dict(fields)})
@@ -135,7 +139,7 @@ def _where(exc: BaseException) -> str:
 
 async def _process_push(request: Request, st: GatewayState, fields: dict[str, Any]) -> tuple[str, Response]:
     s = st.settings
-    source = client_address(request, s.trusted_proxies)
+    source = client_address(request, s.trusted_proxies, s.proxy_header)
     fields["source"] = source
     if not source_allowed(source, s.allowed_sources):
         return "forbidden", _error(403, "forbidden_source", "this source address is not allowed to push")
@@ -342,6 +346,7 @@ def create_app(settings: GatewaySettings | None = None, publisher: Publisher | N
         description="Receives NXCLOUD 'binding not exist' pushes and stores them in Kafka.",
     )
     app.state.bindwatch = GatewayState(settings, pub, GatewayMetrics(), settings.tokens())
+    app.state.bindwatch.metrics.registry.register(ConnectionCollector(GuardedHttpToolsProtocol.current))
     app.add_api_route(
         PUSH_PATH,
         handle_push,

@@ -37,6 +37,18 @@ class GatewaySettings(BaseSettings):
     insecure_no_auth: bool = False
     allowed_sources: Annotated[list[Network], NoDecode] = Field(default_factory=list)
     trusted_proxies: Annotated[list[Network], NoDecode] = Field(default_factory=list)
+    proxy_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
+    """The one header a trusted proxy writes the client address into; the other is never read."""
+    request_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    """Deadline for receiving a whole request (headers and body) from its first byte; then 408 and close."""
+    idle_connection_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    """Deadline for a new connection to send its first byte; then it is closed."""
+    keepalive_timeout_seconds: int = Field(default=5, ge=1, le=600)
+    """How long an idle connection is kept open between complete requests (uvicorn's keep-alive)."""
+    max_connections: int = Field(default=0, ge=0, le=1_000_000)
+    """Open connections per process; 0 sizes it from the file-descriptor limit (limit minus a reserve)."""
+    max_connections_per_source: int = Field(default=0, ge=0, le=1_000_000)
+    """Open connections per peer address (trusted proxies exempt); 0 means a quarter of max_connections."""
     occurrence_time_zone: str = "+08:00"
     max_body_bytes: int = Field(default=65536, ge=256, le=16 * 1024 * 1024)
     invalid_push_mode: Literal["dead-letter", "reject"] = "dead-letter"
@@ -73,6 +85,12 @@ class GatewaySettings(BaseSettings):
 
     def check(self) -> None:
         """Refuse settings that cannot work safely."""
+        if self.max_connections_per_source and self.max_connections:
+            if self.max_connections_per_source > self.max_connections:
+                raise ConfigError(
+                    "BINDWATCH_MAX_CONNECTIONS_PER_SOURCE is larger than BINDWATCH_MAX_CONNECTIONS: "
+                    "lower it (or set it to 0 for a quarter of the process limit)."
+                )
         if not self.tokens() and not self.insecure_no_auth:
             raise ConfigError(
                 "BINDWATCH_PUSH_TOKENS is empty: set one or more comma-separated secret tokens "

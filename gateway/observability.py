@@ -20,6 +20,7 @@ OUTCOMES = (
     "not_found",
     "unavailable",
     "internal_error",
+    "client_disconnected",
 )
 
 

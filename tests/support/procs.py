@@ -32,6 +32,7 @@ class Service:
     ready_url: str
     proc: subprocess.Popen[bytes] | None = None
     starts: int = field(default=0)
+    ready_source: str | None = None  # poll readiness from this local address (a test allowlist may exclude 127.0.0.1)
 
     def start(self, timeout: float = 60.0) -> Service:
         self.starts += 1
@@ -57,7 +58,8 @@ class Service:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode} during start:\n{self.log_tail()}")
             try:
-                r = httpx.get(self.ready_url, timeout=2.0)
+                with httpx.Client(transport=httpx.HTTPTransport(local_address=self.ready_source)) as client:
+                    r = client.get(self.ready_url, timeout=2.0)
                 if r.status_code == 200:
                     return
                 last = f"{r.status_code} {r.text[:200]}"
