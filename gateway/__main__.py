@@ -23,7 +23,13 @@ def main(factory: str = "gateway.app:production_app") -> int:
     except ConfigError as exc:
         print(f"bindwatch gateway: {exc}", file=sys.stderr)
         return 2
-    limits = ConnectionLimits.from_settings(settings, raise_fd_limit())
+    nofile = raise_fd_limit()
+    limits = ConnectionLimits.from_settings(settings, nofile)
+    if settings.max_connections > limits.max_connections:
+        log.warning(
+            "BINDWATCH_MAX_CONNECTIONS is more than the open-files limit allows: using the lower figure",
+            extra={"fields": {"asked": settings.max_connections, "using": limits.max_connections, "nofile": nofile}},
+        )
     log.info(
         "connection limits",
         extra={

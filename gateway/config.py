@@ -49,6 +49,8 @@ class GatewaySettings(BaseSettings):
     """Open connections per process; 0 sizes it from the file-descriptor limit (limit minus a reserve)."""
     max_connections_per_source: int = Field(default=0, ge=0, le=1_000_000)
     """Open connections per peer address (trusted proxies exempt); 0 means a quarter of max_connections."""
+    connection_summary_seconds: float = Field(default=60.0, ge=1, le=3600)
+    """Interval of the one log line that summarises connection counters (never one line per connection)."""
     occurrence_time_zone: str = "+08:00"
     max_body_bytes: int = Field(default=65536, ge=256, le=16 * 1024 * 1024)
     invalid_push_mode: Literal["dead-letter", "reject"] = "dead-letter"

@@ -50,7 +50,6 @@ log = logging.getLogger("bindwatch.gateway.connections")
 FD_RESERVE = 256
 """File descriptors kept back from the connection limit: Kafka sockets, logs, the listening socket."""
 MAX_HEADER_BYTES = 64 * 1024
-SUMMARY_INTERVAL_SECONDS = 60.0
 Phase = Literal["new", "receiving", "busy", "keepalive"]
 
 
@@ -79,10 +78,12 @@ class ConnectionLimits:
     max_per_source: int
     idle_timeout: float
     request_timeout: float
+    summary_interval: float = 60.0
 
     @classmethod
     def from_settings(cls, s: GatewaySettings, nofile: int | None = None) -> ConnectionLimits:
-        total = s.max_connections or max(64, (nofile if nofile is not None else fd_limit()) - FD_RESERVE)
+        room = max(64, (nofile if nofile is not None else fd_limit()) - FD_RESERVE)
+        total = min(s.max_connections, room) if s.max_connections else room
         per_source = s.max_connections_per_source or max(16, total // 4)
         return cls(
             allowed_sources=tuple(s.allowed_sources),
@@ -91,6 +92,7 @@ class ConnectionLimits:
             max_per_source=min(per_source, total),
             idle_timeout=s.idle_connection_timeout_seconds,
             request_timeout=s.request_timeout_seconds,
+            summary_interval=s.connection_summary_seconds,
         )
 
 
@@ -210,17 +212,24 @@ class ConnectionGuard:
 
     def start_summaries(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._summary is None:
-            self._summary = loop.call_later(SUMMARY_INTERVAL_SECONDS, self._summarise, loop)
+            self._summary = loop.call_later(self.limits.summary_interval, self._summarise, loop)
 
     def _summarise(self, loop: asyncio.AbstractEventLoop) -> None:
         delta = self.counts.minus(self._reported)
         self._reported = self.counts.copy()
         log.info(
-            "connections in the last minute",
-            extra={"fields": {"open": self.open_count, "peak": self.peak, **delta}},
+            "connection summary",
+            extra={
+                "fields": {
+                    "interval_s": self.limits.summary_interval,
+                    "open": self.open_count,
+                    "peak": self.peak,
+                    **delta,
+                }
+            },
         )
         self.peak = self.open_count
-        self._summary = loop.call_later(SUMMARY_INTERVAL_SECONDS, self._summarise, loop)
+        self._summary = loop.call_later(self.limits.summary_interval, self._summarise, loop)
 
 
 def _oldest(book: OrderedDict[Evictable, None] | None) -> Evictable | None:

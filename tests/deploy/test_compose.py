@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from gateway.connections import FD_RESERVE
 from tests.deploy import compose_checks
 from tests.deploy.support import InterpolationError, load_compose
 
@@ -30,3 +31,12 @@ def test_vendored_compose_schema_is_the_recorded_file() -> None:
     recorded = re.search(r"sha256 `([0-9a-f]{64})`", readme)
     assert recorded is not None
     assert hashlib.sha256(compose_checks.COMPOSE_SCHEMA.read_bytes()).hexdigest() == recorded.group(1)
+
+
+def test_the_gateway_container_has_the_open_files_its_connection_limit_assumes(compose: dict[str, Any]) -> None:
+    """gateway/connections.py holds up to BINDWATCH_MAX_CONNECTIONS sockets plus a reserve: the container's nofile
+    limit must allow that, or the limit is lowered at start (with a warning) and the figures in the docs are wrong."""
+    gw = compose["services"]["gateway"]
+    nofile = gw["ulimits"]["nofile"]
+    wanted = int(gw["environment"]["BINDWATCH_MAX_CONNECTIONS"])
+    assert int(nofile["soft"]) >= wanted + FD_RESERVE and int(nofile["hard"]) >= int(nofile["soft"])

@@ -80,3 +80,17 @@ def test_prod_uses_an_immutable_tag_and_more_replicas_than_dev(rendered: Rendere
         > pick("dev", "HorizontalPodAutoscaler")["spec"]["minReplicas"]
     )
     assert pick("prod", "StatefulSet")["spec"]["replicas"] > pick("dev", "StatefulSet")["spec"]["replicas"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_gateway_sets_its_connection_limit_and_deadlines(rendered: Rendered, overlay: str) -> None:
+    """The cluster's runtime decides the open-files limit, so the manifests name the connection limit they assume
+    (and docs/deployment.md the nofile it needs) rather than trusting an automatic figure from an unknown limit."""
+    cm = next(
+        o
+        for o in rendered[overlay]
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("bindwatch-gateway")
+    )
+    assert int(cm["data"]["BINDWATCH_MAX_CONNECTIONS"]) > 0
+    assert float(cm["data"]["BINDWATCH_REQUEST_TIMEOUT_SECONDS"]) <= 30
+    assert float(cm["data"]["BINDWATCH_IDLE_CONNECTION_TIMEOUT_SECONDS"]) <= 30

@@ -18,6 +18,7 @@ def main(path: str) -> str:
     rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
     faults = [r for r in rows if "offered" in r]
     hostile = [r for r in rows if r.get("scenario") == "hostile input corpus"]
+    abuse = [r for r in rows if r.get("kind") == "connection abuse"]
     profile = rows[0]["profile"] if rows else "?"
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT, check=False
@@ -71,7 +72,34 @@ def main(path: str) -> str:
             f"**{h['leaks']}**; the gateway process stayed up. A schema-driven fuzz run (schemathesis over the "
             "OpenAPI document, `tests/unit/test_fuzz.py`, 300 examples) runs in the test command too.",
         ]
+    out += connection_abuse(abuse)
     return "\n".join(out) + "\n"
+
+
+def connection_abuse(rows: list[dict[str, object]]) -> list[str]:
+    """The "Connection abuse" table (tests/reliability/test_connections.py): held connections against the real
+    gateway process while one valid push a second must keep getting 200."""
+    if not rows:
+        return []
+    out = [
+        "",
+        "## Connection abuse",
+        "",
+        "Against the gateway process (`tests/reliability/test_connections.py`), on 127.0.0.1, with test settings: "
+        "request deadline 4 s, idle deadline 2 s (defaults 10 s and 5 s), a process limit of 200 in the limit row. "
+        "*closed after*: from the connection's first byte (or its connect, for silent ones) to the server closing it.",
+        "",
+        "| scenario | connections | deadline s | closed | closed after, max s | valid pushes: 200 / sent "
+        "| push p50 / max ms | evicted |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r['scenario']} | {r['connections']} | {r['deadline_s'] or '-'} | {r['closed']} "
+            f"| {r['closed_after_max_s']} | {r['pushes_200']} / {r['pushes']} "
+            f"| {r['push_p50_ms'] or '-'} / {r['push_max_ms'] or '-'} | {r.get('evicted', '-')} |"
+        )
+    return out
 
 
 if __name__ == "__main__":

@@ -118,6 +118,7 @@ def test_forget_is_idempotent_and_frees_the_slot() -> None:
         (0, 0, 100, (64, 16)),
         (500, 0, 20000, (500, 125)),
         (500, 50, 20000, (500, 50)),
+        (16384, 0, 1024, (1024 - FD_RESERVE, (1024 - FD_RESERVE) // 4)),  # capped by what the fd limit allows
     ],
 )
 def test_limits_are_sized_from_the_fd_limit_unless_set(
