@@ -345,6 +345,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         else:
             self._enter_keepalive()
 
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn answers an unparseable request in text/plain; every error body of ours is JSON."""
+        self._disarm()
+        self.transport.write(
+            _response("400 Bad Request", "bad_http", "the request is not valid HTTP/1.1: " + msg.rstrip("."))
+        )
+        self.transport.close()
+
     # the guard's side
 
     def evict(self) -> None:
