@@ -8,6 +8,12 @@
 #   scripts/kafka.sh pause|resume   SIGSTOP / SIGCONT the broker (fault tests)
 #   scripts/kafka.sh classpath      print the classpath (to run Kafka's own tools, e.g. the console consumer)
 #
+# A local 3-node cluster (each node broker+controller, KRaft quorum of 3; small heaps):
+#   BINDWATCH_KAFKA_NODES=3 scripts/kafka.sh start|stop|status|wipe   all nodes; node i listens on PORT+2(i-1),
+#                                                  its controller on PORT+2(i-1)+1 (19092,19094,19096 by default)
+#   scripts/kafka.sh node-stop|node-kill|node-start|node-pause|node-resume I   one node (1-based) of the cluster
+#   scripts/kafka.sh bootstrap      print the bootstrap list (one address, or the cluster's three)
+#
 # Environment (defaults):
 #   KAFKA_VERSION=4.4.0   BINDWATCH_KAFKA_PORT=19092   BINDWATCH_KAFKA_CONTROLLER_PORT=19093
 #   BINDWATCH_KAFKA_HOME=<repo>/.kafka   (git-ignored: jars, data, log, pid)
@@ -19,16 +25,43 @@ KAFKA_VERSION=${KAFKA_VERSION:-$(cat "$ROOT/scripts/KAFKA_VERSION")}
 LOG4J_VERSION=2.24.3
 # Kafka's POM brings slf4j-api 1.7 through a transitive path; log4j-slf4j2-impl needs the 2.x API.
 SLF4J_VERSION=2.0.17
-PORT=${BINDWATCH_KAFKA_PORT:-19092}
-CPORT=${BINDWATCH_KAFKA_CONTROLLER_PORT:-19093}
+BASE_PORT=${BINDWATCH_KAFKA_PORT:-19092}
+NODES=${BINDWATCH_KAFKA_NODES:-1}
+PORT=$BASE_PORT
+CPORT=${BINDWATCH_KAFKA_CONTROLLER_PORT:-$((BASE_PORT + 1))}
+NODE_ID=1
 HOME_DIR=${BINDWATCH_KAFKA_HOME:-$ROOT/.kafka}
 LIBS=$HOME_DIR/dist/$KAFKA_VERSION/libs
-RUN=$HOME_DIR/run-$PORT
-DATA=$RUN/data
-PIDFILE=$RUN/kafka.pid
-LOGFILE=$RUN/kafka.log
-CONF=$RUN/server.properties
 START_TIMEOUT=${BINDWATCH_KAFKA_START_TIMEOUT:-90}
+HEAP=${BINDWATCH_KAFKA_HEAP:-}
+
+# select_node I: point PORT, CPORT, RUN, ... at node I of the cluster (node 1 alone when NODES=1)
+select_node() {
+  NODE_ID=$1
+  if [ "$NODES" -gt 1 ]; then
+    PORT=$((BASE_PORT + 2 * (NODE_ID - 1)))
+    CPORT=$((PORT + 1))
+  fi
+  RUN=$HOME_DIR/run-$PORT
+  DATA=$RUN/data
+  PIDFILE=$RUN/kafka.pid
+  LOGFILE=$RUN/kafka.log
+  CONF=$RUN/server.properties
+}
+select_node 1
+
+voters() {
+  if [ "$NODES" -eq 1 ]; then echo "1@127.0.0.1:$CPORT"; return; fi
+  local i v=""
+  for i in $(seq 1 "$NODES"); do v="$v${v:+,}$i@127.0.0.1:$((BASE_PORT + 2 * (i - 1) + 1))"; done
+  echo "$v"
+}
+
+bootstrap_list() {
+  local i b=""
+  for i in $(seq 1 "$NODES"); do b="$b${b:+,}127.0.0.1:$((BASE_PORT + 2 * (i - 1)))"; done
+  echo "$b"
+}
 
 die() { echo "kafka.sh: $*" >&2; exit 1; }
 
@@ -97,10 +130,13 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
 
 write_conf() {
   mkdir -p "$DATA"
+  # One node: replication factor 1 everywhere. A cluster: what production runs (3 replicas, min ISR 2).
+  local rf=1 isr=1
+  if [ "$NODES" -ge 3 ]; then rf=3; isr=2; fi
   cat >"$CONF" <<PROPS
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$CPORT
+node.id=$NODE_ID
+controller.quorum.voters=$(voters)
 listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CPORT
 advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
 controller.listener.names=CONTROLLER
@@ -108,14 +144,14 @@ listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$DATA
 num.partitions=1
-default.replication.factor=1
-offsets.topic.replication.factor=1
+default.replication.factor=$rf
+offsets.topic.replication.factor=$rf
 offsets.topic.num.partitions=4
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-min.insync.replicas=1
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$isr
+share.coordinator.state.topic.replication.factor=$rf
+share.coordinator.state.topic.min.isr=$isr
+min.insync.replicas=$isr
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
 log.retention.hours=168
@@ -124,10 +160,10 @@ log.cleaner.dedupe.buffer.size=33554432
 PROPS
 }
 
-start() {
+start_node() {
   fetch
   if running; then
-    echo "kafka.sh: already running (pid $(cat "$PIDFILE")) on 127.0.0.1:$PORT"
+    echo "kafka.sh: node $NODE_ID already running (pid $(cat "$PIDFILE")) on 127.0.0.1:$PORT"
     return 0
   fi
   if port_open; then
@@ -135,33 +171,48 @@ start() {
   fi
   mkdir -p "$RUN"
   write_conf
-  local jopts=(-Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true
+  local heap=${HEAP:-$([ "$NODES" -gt 1 ] && echo 384m || echo 768m)}
+  local jopts=(-Xms128m "-Xmx$heap" -XX:+UseG1GC -Djava.awt.headless=true
     -Dlog4j2.configurationFile="$HOME_DIR/dist/$KAFKA_VERSION/log4j2.properties")
   if [ ! -f "$DATA/meta.properties" ]; then
     java "${jopts[@]}" -cp "$(classpath)" kafka.tools.StorageTool format -t bindwatch-local-cluster-01 -c "$CONF" >>"$LOGFILE" 2>&1 \
       || { tail -n 20 "$LOGFILE" >&2; die "formatting KRaft storage failed (log: $LOGFILE)"; }
   fi
-  local t0=$SECONDS
   # setsid: the broker outlives the shell that started it, in its own process group.
   setsid nohup java "${jopts[@]}" -cp "$(classpath)" kafka.Kafka "$CONF" >>"$LOGFILE" 2>&1 </dev/null &
   echo $! >"$PIDFILE"
+}
+
+wait_answers() {
+  local t0=$1
   while ! port_open || ! answers; do
     if ! running; then
       tail -n 30 "$LOGFILE" >&2
-      die "the broker exited during start-up (log: $LOGFILE)"
+      die "node $NODE_ID exited during start-up (log: $LOGFILE)"
     fi
     if [ $((SECONDS - t0)) -ge "$START_TIMEOUT" ]; then
       tail -n 30 "$LOGFILE" >&2
-      die "the broker did not answer within ${START_TIMEOUT}s (log: $LOGFILE)"
+      die "node $NODE_ID did not answer within ${START_TIMEOUT}s (log: $LOGFILE)"
     fi
     sleep 0.5
   done
-  echo "kafka.sh: Apache Kafka $KAFKA_VERSION answers on 127.0.0.1:$PORT after $((SECONDS - t0))s (pid $(cat "$PIDFILE"), log $LOGFILE)"
 }
 
-stop() {
+start() {
+  local t0=$SECONDS i
+  # A KRaft quorum of 3 elects a leader only once a majority runs: start every node, then wait for each.
+  for i in $(seq 1 "$NODES"); do select_node "$i"; start_node; done
+  for i in $(seq 1 "$NODES"); do select_node "$i"; wait_answers "$t0"; done
+  if [ "$NODES" -eq 1 ]; then
+    echo "kafka.sh: Apache Kafka $KAFKA_VERSION answers on 127.0.0.1:$PORT after $((SECONDS - t0))s (pid $(cat "$PIDFILE"), log $LOGFILE)"
+  else
+    echo "kafka.sh: Apache Kafka $KAFKA_VERSION cluster of $NODES answers on $(bootstrap_list) after $((SECONDS - t0))s (logs $HOME_DIR/run-<port>/kafka.log)"
+  fi
+}
+
+stop_node() {
   if ! running; then
-    echo "kafka.sh: not running"
+    echo "kafka.sh: node $NODE_ID not running"
     rm -f "$PIDFILE"
     return 0
   fi
@@ -175,8 +226,10 @@ stop() {
     kill -KILL "$pid" 2>/dev/null || true
   fi
   rm -f "$PIDFILE"
-  echo "kafka.sh: stopped"
+  echo "kafka.sh: node $NODE_ID stopped"
 }
+
+all_nodes() { local i; for i in $(seq 1 "$NODES"); do select_node "$i"; "$@"; done; }
 
 status() {
   if running && answers; then
@@ -188,14 +241,26 @@ status() {
   fi
 }
 
+node_arg() {
+  [ -n "${2:-}" ] && [ "$2" -ge 1 ] 2>/dev/null && [ "$2" -le "$NODES" ] \
+    || die "usage: BINDWATCH_KAFKA_NODES=$NODES $0 $1 <node 1..$NODES>"
+  select_node "$2"
+}
+
 case "${1:-}" in
   start) start ;;
-  stop) stop ;;
-  status) status ;;
+  stop) all_nodes stop_node ;;
+  status) all_nodes status ;;
   fetch) fetch; echo "kafka.sh: Kafka $KAFKA_VERSION jars in $LIBS" ;;
   classpath) fetch >&2; classpath ;;
-  pause) running && kill -STOP "$(cat "$PIDFILE")" ;;
-  resume) running && kill -CONT "$(cat "$PIDFILE")" ;;
-  wipe) stop; rm -rf "$RUN" ;;
-  *) echo "usage: $0 {start|stop|status|fetch|classpath|pause|resume|wipe}" >&2; exit 2 ;;
+  bootstrap) bootstrap_list ;;
+  pause) all_nodes eval 'running && kill -STOP "$(cat "$PIDFILE")"' ;;
+  resume) all_nodes eval 'running && kill -CONT "$(cat "$PIDFILE")"' ;;
+  wipe) all_nodes eval 'stop_node; rm -rf "$RUN"' ;;
+  node-start) node_arg "$@"; start_node; wait_answers "$SECONDS"; echo "kafka.sh: node $2 answers on 127.0.0.1:$PORT" ;;
+  node-stop) node_arg "$@"; stop_node ;;
+  node-kill) node_arg "$@"; running && kill -KILL "$(cat "$PIDFILE")"; rm -f "$PIDFILE"; echo "kafka.sh: node $2 killed" ;;
+  node-pause) node_arg "$@"; running && kill -STOP "$(cat "$PIDFILE")" ;;
+  node-resume) node_arg "$@"; running && kill -CONT "$(cat "$PIDFILE")" ;;
+  *) echo "usage: $0 {start|stop|status|fetch|classpath|bootstrap|pause|resume|wipe|node-start|node-stop|node-kill|node-pause|node-resume N}" >&2; exit 2 ;;
 esac

@@ -17,9 +17,11 @@ DAY_MS = 24 * 3600 * 1000
 
 
 def topic_specs(s: StreamSettings) -> list[NewTopic]:
+    """Every topic bindwatch creates, all with the configured replication factor and ``min.insync.replicas``."""
     rf = s.replication_factor
     p = s.partitions
-    return [
+    isr = {"min.insync.replicas": str(s.min_isr())}
+    specs = [
         NewTopic(s.events_topic, p, rf, topic_configs={"retention.ms": str(7 * DAY_MS)}),
         NewTopic(s.dlq_topic, 1, rf, topic_configs={"retention.ms": str(30 * DAY_MS)}),
         NewTopic(s.by_did_topic, p, rf, topic_configs={"retention.ms": str(DAY_MS)}),
@@ -38,6 +40,9 @@ def topic_specs(s: StreamSettings) -> list[NewTopic]:
             for table in ("callers", "dids")
         ),
     ]
+    for t in specs:
+        t.topic_configs = {**t.topic_configs, **isr}
+    return specs
 
 
 async def create_topics(s: StreamSettings, bound: float = 30.0) -> list[str]:

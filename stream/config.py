@@ -27,6 +27,12 @@ class StreamSettings(BaseSettings):
     ticks_topic_suffix: str = "ticks"
     partitions: int = Field(default=8, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1)
+    min_insync_replicas: int = Field(default=0, ge=0)
+    """``min.insync.replicas`` of every topic bindwatch creates; 0 means 2 when the replication factor is 3 or
+    more (one broker may be down and a write is still on two), else 1."""
+    standby_replicas: int = Field(default=0, ge=0, le=3)
+    """Faust ``table_standby_replicas``: other workers keep a warm copy of each table partition by reading its
+    changelog, so a worker lost with its disk is replaced without a full restore."""
     store: str = "rocksdb://"
     data_dir: str = "./var/stream"
     web_host: str = "127.0.0.1"
@@ -65,6 +71,12 @@ class StreamSettings(BaseSettings):
     max_events_per_subject: int = Field(default=2000, ge=10)
     log_level: str = "INFO"
     mask_numbers_in_logs: bool = True
+
+    def min_isr(self) -> int:
+        """The ``min.insync.replicas`` in force (see ``min_insync_replicas``)."""
+        if self.min_insync_replicas:
+            return min(self.min_insync_replicas, self.replication_factor)
+        return 2 if self.replication_factor >= 3 else 1
 
     def policy(self) -> Policy:
         f = self.critical_factor
