@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas import AlertStatus, Severity
-from tests.support.alertmanager import Alertmanager, Webhook, config_difference, console, config_for_tests
+from tests.support.alertmanager import Alertmanager, Webhook, config_difference, config_for_tests, console
 from tests.support.alerts import alert_record, fingerprint
 from tests.support.kafka import produce, unique
 from tests.support.procs import Service, url
