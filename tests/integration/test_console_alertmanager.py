@@ -30,15 +30,16 @@ T = TypeVar("T")
 
 def eventually(probe: Callable[[], T | None], timeout: float, what: str) -> T:
     deadline = time.monotonic() + timeout
-    last: Any = None
+    last: object = None
     while time.monotonic() < deadline:
         try:
-            last = probe()
+            got = probe()
         except httpx.HTTPError as exc:
             last = exc
         else:
-            if last:
-                return last
+            if got:
+                return got
+            last = got
         time.sleep(0.2)
     raise AssertionError(f"{what}: not within {timeout}s (last: {last!r})")
 
