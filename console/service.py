@@ -56,14 +56,31 @@ class ViewFeeder:
 
     def __init__(self, state: ConsoleState) -> None:
         self.state = state
+        self._tally: dict[str, int] = {}
 
     def apply(self, value: bytes | None, where: str) -> None:
+        """Apply one record (counted at once)."""
+        self._apply(value, where)
+        self.count()
+
+    def apply_many(self, values: list[tuple[bytes | None, str]]) -> None:
+        """Apply records in order, counting them once for all (a per-record counter costs as much as the view)."""
+        for value, where in values:
+            self._apply(value, where)
+        self.count()
+
+    def count(self) -> None:
+        for result, n in self._tally.items():
+            self.state.metrics.records.labels(result).inc(n)
+        self._tally.clear()
+
+    def _apply(self, value: bytes | None, where: str) -> None:
         st = self.state
         try:
             change = decode(AlertChange, value or b"")
         except ValidationError as exc:
             # Never applicable, whatever we do: counted, logged (field names only, no values), skipped.
-            st.metrics.records.labels("invalid").inc()
+            self._tally["invalid"] = self._tally.get("invalid", 0) + 1
             log.error(
                 "unreadable alert record skipped",
                 extra={"fields": {"at": where, "errors": [".".join(map(str, e["loc"])) for e in exc.errors()]}},
@@ -71,7 +88,7 @@ class ViewFeeder:
             return
         previous = st.view.get(change.fingerprint)
         result = st.view.apply(change)
-        st.metrics.records.labels(result.value).inc()
+        self._tally[result.value] = self._tally.get(result.value, 0) + 1
         if result is Applied.CHANGED and st.rebuilt:
             mask = st.settings.mask_numbers_in_logs
             log.info(
@@ -143,9 +160,9 @@ async def consume(state: ConsoleState, started: asyncio.Event) -> None:
         while True:
             batch = await consumer.getmany(timeout_ms=200, max_records=5000)
             for tp, records in batch.items():
-                for m in records:
-                    feeder.apply(m.value, f"{tp.topic}[{tp.partition}]@{m.offset}")
-                    applied[tp] = m.offset + 1
+                feeder.apply_many([(m.value, f"{tp.topic}[{tp.partition}]@{m.offset}") for m in records])
+                if records:
+                    applied[tp] = records[-1].offset + 1
             if not state.rebuilt and all(await _positions_reached(consumer, end)):
                 state.rebuilt = True
                 state.rebuild_seconds = time.monotonic() - t0
