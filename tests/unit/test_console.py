@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -328,3 +329,11 @@ def test_not_ready_while_no_alertmanager_answers() -> None:
         r = client.get("/readyz")
         assert r.status_code == 503
         assert [a["reachable"] for a in r.json()["alertmanagers"]] == [False, False]
+
+
+def test_every_console_setting_is_documented_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Alerts in Alertmanager: the console", 1)[1].split("\n## ", 1)[0]
+    for name, info in ConsoleSettings.model_fields.items():
+        env = "KAFKA_BOOTSTRAP_SERVERS" if info.validation_alias else f"BINDWATCH_{name.upper()}"
+        assert f"`{env}`" in section, env
