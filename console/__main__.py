@@ -2,8 +2,11 @@
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import signal
 import sys
+from collections.abc import Iterator
 
 import httpx
 import uvicorn
@@ -16,6 +19,30 @@ from console.observability import configure_logging
 from console.service import ConsoleState, consume
 
 log = logging.getLogger("bindwatch.console")
+KAFKA_RETRY_SECONDS = 5.0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, minus its signal capture: after ``serve()`` returns it re-raises a captured SIGTERM with the default
+    handler, which kills the process before the consumer commits and closes. The console handles signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def follow(state: ConsoleState, rebuilt: asyncio.Event) -> None:
+    """Consume until cancelled; when Kafka fails (unreachable at start, a fatal consumer error) say so and start
+    over: reading again from the beginning re-applies the same changes, which the view absorbs."""
+    while True:
+        try:
+            await consume(state, rebuilt)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            state.kafka_error = f"{type(exc).__name__}: {exc}"
+            log.error("Kafka consumer failed; starting again", extra={"fields": {"reason": state.kafka_error}})
+            await asyncio.sleep(KAFKA_RETRY_SECONDS)
 
 
 async def run(settings: ConsoleSettings) -> None:
@@ -29,7 +56,7 @@ async def run(settings: ConsoleSettings) -> None:
                 "no Alertmanager configured (BINDWATCH_ALERTMANAGER_URLS is empty): the console keeps the view "
                 "and its metrics but forwards no alert"
             )
-        server = uvicorn.Server(
+        server = _Server(
             uvicorn.Config(
                 create_app(state),
                 host=settings.host,
@@ -40,8 +67,11 @@ async def run(settings: ConsoleSettings) -> None:
                 timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),
             )
         )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
         rebuilt = asyncio.Event()
-        tasks = [asyncio.create_task(consume(state, rebuilt), name="consume")]
+        tasks = [asyncio.create_task(follow(state, rebuilt), name="consume")]
         if state.alertmanagers is not None:
             ams = state.alertmanagers
 
@@ -62,6 +92,7 @@ async def run(settings: ConsoleSettings) -> None:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await serve
+            log.info("console stopped")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -288,6 +288,9 @@ def test_console_without_alertmanager_runs_and_says_so(stack: Stack, tmp_path: P
         assert counts(alone) == counts(main)  # the same view from the same topic
         group = svc.env["BINDWATCH_CONSOLE_GROUP_ID"]
         assert eventually(lambda: _committed_equals_end(stack, group), 15, "offsets committed to the end")
+        # SIGTERM: a clean stop (last commit, consumer closed), not uvicorn re-raising the signal mid-shutdown.
+        assert svc.stop() == 0, svc.log_tail()
+        assert "console stopped" in svc.log_text()
     finally:
         svc.stop()
 

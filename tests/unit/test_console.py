@@ -337,3 +337,14 @@ def test_every_console_setting_is_documented_in_the_readme() -> None:
     for name, info in ConsoleSettings.model_fields.items():
         env = "KAFKA_BOOTSTRAP_SERVERS" if info.validation_alias else f"BINDWATCH_{name.upper()}"
         assert f"`{env}`" in section, env
+
+
+def test_the_uvicorn_method_the_console_overrides_still_exists() -> None:
+    # console.__main__._Server replaces it so that SIGTERM is not re-raised before the consumer closes; if an
+    # upgrade renames it, uvicorn would capture signals again (the integration test's exit code 0 fails too).
+    import uvicorn
+
+    from console.__main__ import _Server
+
+    assert "capture_signals" in vars(uvicorn.Server)
+    assert "capture_signals" in vars(_Server)
