@@ -166,7 +166,7 @@ class Alertmanagers:
         await asyncio.gather(*(self._deliver(u, full) for u in self.urls if full or self.pending(u)))
 
     def resend_lag(self) -> float:
-        """Seconds since the oldest of the Alertmanagers last took the full set (0 when none is configured)."""
+        """How far the slowest Alertmanager's last complete resend is behind schedule (0 when none is configured)."""
         if not self.urls or self._started is None:
             return 0.0
         now = time.monotonic()

@@ -47,8 +47,8 @@ class ConsoleMetrics:
         )
         self.resend_lag = Gauge(
             "bindwatch_console_resend_lag_seconds",
-            "Seconds since every Alertmanager last took the full set of firing alerts (0 before the first resend "
-            "is due; grows while one is unreachable). Alert when it passes a few resend intervals.",
+            "How far the last complete resend to the slowest Alertmanager is behind schedule: seconds since it last "
+            "took every firing alert, minus one resend interval (0 on schedule; grows while one is unreachable).",
             registry=self.registry,
         )
         self.rebuilt = Gauge(

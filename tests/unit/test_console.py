@@ -4,6 +4,7 @@ httpx's MockTransport), settings and the HTTP endpoints."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -348,3 +349,17 @@ def test_the_uvicorn_method_the_console_overrides_still_exists() -> None:
 
     assert "capture_signals" in vars(uvicorn.Server)
     assert "capture_signals" in vars(_Server)
+
+
+def test_resend_lag_grows_while_an_alertmanager_misses_resends() -> None:
+    async def scenario(ams: Alertmanagers, fake: FakeAlertmanagers, state: ConsoleState) -> None:
+        assert ams.resend_lag() == 0.0  # not started
+        ams._started = time.monotonic() - 100  # started 100 s ago, resend every 60 s, nothing delivered
+        fake.answer["am-b"] = 503
+        await ams.deliver(full=True)
+        assert 39 < ams.resend_lag() < 45  # am-b is 40 s behind schedule
+        del fake.answer["am-b"]
+        await ams.deliver(full=True)
+        assert ams.resend_lag() == 0.0
+
+    run(scenario, alertmanager_retries=0, alertmanager_resend_seconds=60)
