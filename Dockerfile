@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
-# bindwatch: one image, two commands (see docs/deployment.md).
+# bindwatch: one image, its commands (see docs/deployment.md).
 #   gateway  python -m gateway                      (default CMD; port 8080)
 #   worker   faust -A stream.app worker -l info     (port 6066; RocksDB state in BINDWATCH_DATA_DIR)
 #   topics   python -m stream.admin create-topics   (one-shot, before both)
+#   console  python -m console                      (port 8081; feeds Alertmanager)
 #
 # Build:  docker build -t bindwatch:local .
 # Runtime dependencies are installed from wheels only, at the exact versions of requirements/lock.txt (the
@@ -35,9 +36,10 @@ COPY README.md ./
 COPY schemas schemas
 COPY gateway gateway
 COPY stream stream
+COPY console console
 RUN pip --python /opt/bindwatch/bin/python install --no-deps --build-constraint requirements/lock.txt . \
  && pip --python /opt/bindwatch/bin/python freeze --all | python check_pins.py requirements/lock.txt \
- && /opt/bindwatch/bin/python -c 'import gateway.__main__, stream.admin, faust.cli' \
+ && /opt/bindwatch/bin/python -c 'import gateway.__main__, stream.admin, console.__main__, faust.cli' \
  && test -x /opt/bindwatch/bin/faust
 
 # ---- runtime: the slim base, the virtualenv, a non-root user; no compiler, no pip -------------------------
@@ -61,5 +63,5 @@ ENV PATH=/opt/bindwatch/bin:$PATH \
 WORKDIR /tmp
 # Numeric, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 USER 10001:10001
-EXPOSE 8080 6066
+EXPOSE 8080 6066 8081
 CMD ["python", "-m", "gateway"]

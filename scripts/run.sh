@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Run bindwatch locally: install (pinned), start a local Kafka unless KAFKA_BOOTSTRAP_SERVERS is given,
-# create the topics, start the gateway and one stream worker, and print how to use them. Ctrl-C stops
-# everything this script started.
+# create the topics, start the gateway, one stream worker and the console, plus a local Alertmanager fed by the
+# console when .tools/bin/alertmanager exists (scripts/install-tools.sh alertmanager builds it, ~3 minutes once),
+# and print how to use them. Ctrl-C stops everything this script started.
+#   CONSOLE_PORT (8081), ALERTMANAGER_PORT (9093): where the console and the local Alertmanager listen.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -20,6 +22,7 @@ if [ -z "${BINDWATCH_PUSH_TOKENS:-}" ]; then
 fi
 export BINDWATCH_PORT=${BINDWATCH_PORT:-8080} BINDWATCH_WEB_PORT=${BINDWATCH_WEB_PORT:-6066}
 export BINDWATCH_DATA_DIR=${BINDWATCH_DATA_DIR:-$ROOT/var/stream}
+CONSOLE_PORT=${CONSOLE_PORT:-8081} ALERTMANAGER_PORT=${ALERTMANAGER_PORT:-9093}
 .venv/bin/python -m stream.admin create-topics
 
 pids=()
@@ -39,6 +42,19 @@ trap cleanup EXIT INT TERM
 pids+=($!)
 .venv/bin/faust -A stream.app worker -l info >>var/run/worker.log 2>&1 &
 pids+=($!)
+am_urls=""
+if [ -x .tools/bin/alertmanager ]; then
+  # The shipped configuration; its example webhook receiver points nowhere, so notifications fail in its log
+  # (var/run/alertmanager.log) while the alerts, silences and inhibitions show in its API.
+  mkdir -p var/alertmanager
+  .tools/bin/alertmanager --config.file=deploy/alertmanager/alertmanager.yml --storage.path=var/alertmanager \
+    --web.listen-address="127.0.0.1:$ALERTMANAGER_PORT" --cluster.listen-address= >>var/run/alertmanager.log 2>&1 &
+  pids+=($!)
+  am_urls=http://127.0.0.1:$ALERTMANAGER_PORT
+fi
+BINDWATCH_PORT=$CONSOLE_PORT BINDWATCH_ALERTMANAGER_URLS=$am_urls \
+  BINDWATCH_WORKER_QUERY_URL=http://127.0.0.1:$BINDWATCH_WEB_PORT .venv/bin/python -m console >>var/run/console.log 2>&1 &
+pids+=($!)
 
 wait_ready() {
   local url=$1 name=$2 log=$3
@@ -51,6 +67,13 @@ wait_ready() {
 }
 wait_ready "http://127.0.0.1:$BINDWATCH_PORT/readyz" gateway var/run/gateway.log
 wait_ready "http://127.0.0.1:$BINDWATCH_WEB_PORT/readyz" worker var/run/worker.log
+if [ -n "$am_urls" ]; then
+  wait_ready "http://127.0.0.1:$ALERTMANAGER_PORT/-/ready" alertmanager var/run/alertmanager.log
+  am_line="Alertmanager http://127.0.0.1:$ALERTMANAGER_PORT  (fed by the console; GET /api/v2/alerts)"
+else
+  am_line="Alertmanager none: build it with scripts/install-tools.sh alertmanager (~3 min, once) and run again"
+fi
+wait_ready "http://127.0.0.1:$CONSOLE_PORT/readyz" console var/run/console.log
 
 cat <<TXT
 
@@ -58,7 +81,9 @@ bindwatch is running.
   Kafka      $KAFKA_BOOTSTRAP_SERVERS
   Push URL   http://127.0.0.1:$BINDWATCH_PORT/v1/nxcloud/binding-failures?token=$BINDWATCH_PUSH_TOKENS
   Worker     http://127.0.0.1:$BINDWATCH_WEB_PORT  (GET /v1/callers/{number}, /v1/dids/{number}, /metrics)
-  Logs       var/run/gateway.log, var/run/worker.log
+  Console    http://127.0.0.1:$CONSOLE_PORT  (GET /readyz, /metrics)
+  $am_line
+  Logs       var/run/gateway.log, var/run/worker.log, var/run/console.log
 
 Post the demo push (change requestId to count it again; three within 10 minutes make an alert):
   curl -s -X POST 'http://127.0.0.1:$BINDWATCH_PORT/v1/nxcloud/binding-failures?token=$BINDWATCH_PUSH_TOKENS' \\
@@ -67,8 +92,9 @@ Post the demo push (change requestId to count it again; three within 10 minutes 
 
 Watch alerts as they arrive (another terminal):
   KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS .venv/bin/python docs/alerts_consumer.py --from-beginning
+$( [ -n "$am_urls" ] && printf '%s\n  %s' "or as Alertmanager has them:" "curl -s http://127.0.0.1:$ALERTMANAGER_PORT/api/v2/alerts")
 
-Ctrl-C stops the gateway, the worker$( [ "$started_kafka" = 1 ] && echo " and the local Kafka").
+Ctrl-C stops the gateway, the worker, the console$( [ -n "$am_urls" ] && echo ", Alertmanager")$( [ "$started_kafka" = 1 ] && echo " and the local Kafka").
 TXT
 wait -n "${pids[@]}" || true
 echo "run.sh: a service exited; see var/run/*.log" >&2

@@ -11,8 +11,11 @@ from typing import Any
 import jsonschema
 import yaml
 
+from console.mapping import CORE_LABELS
 from tests.deploy.image_checks import image_env
 from tests.deploy.support import (
+    ALERTMANAGER_VERSION,
+    CONSOLE,
     GATEWAY,
     KAFKA_VERSION,
     ROOT,
@@ -136,7 +139,7 @@ def bindwatch_service_problems(
         problems.append(f"{where}: must wait for the topics (depends_on condition: service_completed_successfully)")
     assert role.port_field is not None
     port = getattr(settings, role.port_field)
-    host = settings.host if role is GATEWAY else settings.web_host
+    host = settings.host if role in (GATEWAY, CONSOLE) else settings.web_host
     if host in ("127.0.0.1", "localhost", "::1"):
         problems.append(f"{where}: listens on {host} only, so no other container can reach it")
     m = re.search(r"http://(?:127\.0\.0\.1|localhost):(\d+)(/[^'\" ]*)", _healthcheck_text(service))
@@ -153,6 +156,8 @@ def bindwatch_service_problems(
         target = published.get("target") if isinstance(published, dict) else str(published).rsplit(":", 1)[-1]
         if int(str(target).split("/")[0]) != port:
             problems.append(f"{where}: publishes container port {target}, but the {role.name} listens on {port}")
+    if role is CONSOLE:
+        problems += console_alertmanager_problems(where, settings.alertmanager_urls, services)
     if role is WORKER:
         m = re.fullmatch(r"http://([a-z0-9._-]+):(\d+)", settings.canonical_url or "")
         if m is None or m.group(1) != name or int(m.group(2)) != port:
@@ -186,7 +191,7 @@ def compose_problems(doc: Mapping[str, Any], served: Mapping[str, frozenset[str]
             problems += found
             if role is not None and settings is not None:
                 roles.setdefault(role.name, []).append((name, settings))
-    for needed in (GATEWAY, WORKER, TOPICS):
+    for needed in (GATEWAY, WORKER, TOPICS, CONSOLE):
         if needed.name not in roles:
             problems.append(f"no {needed.name} service")
     stream_side = roles.get(WORKER.name, []) + roles.get(TOPICS.name, [])
@@ -195,6 +200,109 @@ def compose_problems(doc: Mapping[str, Any], served: Mapping[str, frozenset[str]
         if len(set(values.values())) > 1:
             problems.append(f"topics and workers disagree on {key}: {values}")
     problems += prometheus_problems(doc, roles, served)
+    problems += alertmanager_service_problems(services)
+    return problems
+
+
+def _flag(command: list[str], name: str, default: str) -> str:
+    for word in command:
+        if word.startswith(f"--{name}="):
+            return word.split("=", 1)[1]
+    return default
+
+
+def alertmanager_port(service: Mapping[str, Any]) -> int:
+    return int(_flag(_command(service), "web.listen-address", ":9093").rsplit(":", 1)[1])
+
+
+def is_alertmanager(service: Mapping[str, Any]) -> bool:
+    return str(service.get("image", "")).split(":", 1)[0] == "prom/alertmanager"
+
+
+def console_alertmanager_problems(where: str, urls: list[str], services: Mapping[str, Any]) -> list[str]:
+    """The console posts to Alertmanager services that exist, on the port they listen on."""
+    if not urls:
+        return [f"{where}: BINDWATCH_ALERTMANAGER_URLS is empty, so no alert reaches anyone"]
+    problems = []
+    for url in urls:
+        m = re.fullmatch(r"http://([a-z0-9._-]+):(\d+)", url)
+        target = services.get(m.group(1)) if m else None
+        if m is None or target is None or not is_alertmanager(target):
+            problems.append(f"{where}: Alertmanager URL {url} is no prom/alertmanager service of this file")
+        elif alertmanager_port(target) != int(m.group(2)):
+            problems.append(f"{where}: {url}: {m.group(1)} listens on {alertmanager_port(target)}")
+    return problems
+
+
+def alertmanager_service_problems(services: Mapping[str, Any]) -> list[str]:
+    """Alertmanager: the version the tests run, the shipped configuration, which routes on the console's labels."""
+    found = {n: s for n, s in services.items() if is_alertmanager(s)}
+    if not found:
+        return ["no prom/alertmanager service"]
+    problems = []
+    for name, service in found.items():
+        image = str(service.get("image"))
+        if image != f"prom/alertmanager:{ALERTMANAGER_VERSION}":
+            problems.append(
+                f"{name}: image {image!r} is not prom/alertmanager:{ALERTMANAGER_VERSION}, the version "
+                "scripts/install-tools.sh builds for the tests"
+            )
+        config_file = _flag(_command(service), "config.file", "/etc/alertmanager/alertmanager.yml")
+        mounted = None
+        for volume in service.get("volumes") or []:
+            source, _, target = str(volume).partition(":")
+            if target.split(":")[0] == config_file:
+                mounted = source
+        if mounted != "./deploy/alertmanager/alertmanager.yml":
+            problems.append(f"{name}: deploy/alertmanager/alertmanager.yml is not mounted at {config_file}")
+        else:
+            problems += [
+                f"{name}: {p}" for p in alertmanager_config_problems(yaml.safe_load((ROOT / mounted).read_text()))
+            ]
+        if service.get("restart") not in LONG_RUNNING_RESTART:
+            problems.append(
+                f"{name}: restart policy {service.get('restart')!r} is not one of {sorted(LONG_RUNNING_RESTART)}"
+            )
+    return problems
+
+
+def _matcher_labels(matchers: list[str]) -> set[str]:
+    return {re.split(r"[=!~]", m, maxsplit=1)[0].strip() for m in matchers}
+
+
+def alertmanager_config_problems(config: Mapping[str, Any]) -> list[str]:
+    """The routing and inhibition use labels the console sets (console.mapping), and an outage mutes per-number
+    alerts by the ``outage`` label."""
+    labels = set(CORE_LABELS)
+    problems = []
+
+    def walk(route: Mapping[str, Any], path: str) -> None:
+        for label in route.get("group_by") or []:
+            if label not in labels:
+                problems.append(f"{path}: group_by {label!r} is no label the console sets")
+        for label in _matcher_labels(route.get("matchers") or []):
+            if label not in labels:
+                problems.append(f"{path}: matcher on {label!r}, no label the console sets")
+        for i, child in enumerate(route.get("routes") or []):
+            walk(child, f"{path}.routes[{i}]")
+
+    route = config.get("route") or {}
+    walk(route, "route")
+    if set(route.get("group_by") or []) != {"rule", "severity"}:
+        problems.append("route: group_by must be [rule, severity]")
+    outage_rule = False
+    for i, rule in enumerate(config.get("inhibit_rules") or []):
+        used = _matcher_labels(rule.get("source_matchers", []) + rule.get("target_matchers", []))
+        used |= set(rule.get("equal") or [])
+        for label in sorted(used - labels):
+            problems.append(f"inhibit_rules[{i}]: {label!r} is no label the console sets")
+        if 'rule="binding_outage"' in rule.get("source_matchers", []) and rule.get("equal") == ["outage"]:
+            outage_rule = True
+    if not outage_rule:
+        problems.append("inhibit_rules: none mutes per-number alerts during a binding_outage (equal: [outage])")
+    hooks = [h for r in config.get("receivers") or [] for h in r.get("webhook_configs") or []]
+    if not hooks:
+        problems.append("receivers: no webhook receiver")
     return problems
 
 
@@ -215,7 +323,7 @@ def prometheus_problems(
         return [*problems, "prometheus: no configuration mounted at /etc/prometheus/prometheus.yml"]
     ports = {
         name: (role.name, getattr(settings, role.port_field))
-        for role in (GATEWAY, WORKER)
+        for role in (GATEWAY, WORKER, CONSOLE)
         if role.port_field
         for name, settings in roles.get(role.name, [])
     }
@@ -226,7 +334,7 @@ def prometheus_problems(
             for target in static.get("targets", []):
                 host, _, port = target.partition(":")
                 if host not in ports:
-                    problems.append(f"prometheus job {job['job_name']}: {target} is no gateway or worker service")
+                    problems.append(f"prometheus job {job['job_name']}: {target} is no bindwatch service")
                     continue
                 role, want = ports[host]
                 scraped.add(host)

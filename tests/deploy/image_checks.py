@@ -16,7 +16,7 @@ from importlib import metadata as md
 
 from packaging.requirements import Requirement
 
-from tests.deploy.support import GATEWAY, ROOT, WORKER, accepted_env_names, role_of
+from tests.deploy.support import CONSOLE, GATEWAY, LONG_RUNNING, ROOT, WORKER, accepted_env_names, role_of
 
 BUILD_TOOLS = ("apt-get install", "apk add", "gcc", "g++", "build-essential", "make ", "pip install", "cargo")
 
@@ -118,12 +118,16 @@ def dockerfile_problems(text: str) -> list[str]:
     cmds = [_exec_form(rest) for instr, rest in final.instructions if instr == "CMD"]
     if not cmds or cmds[-1] is None or role_of(cmds[-1]) is not GATEWAY:
         problems.append('Dockerfile: CMD must be the gateway in exec form: ["python", "-m", "gateway"]')
-    accepted = accepted_env_names(GATEWAY.settings_cls) | accepted_env_names(WORKER.settings_cls)
+    accepted = (
+        accepted_env_names(GATEWAY.settings_cls)
+        | accepted_env_names(WORKER.settings_cls)
+        | accepted_env_names(CONSOLE.settings_cls)
+    )
     for name in image_env(text):
         if name.startswith(("BINDWATCH_", "KAFKA_")) and name not in accepted:
             problems.append(f"Dockerfile: ENV {name} is not read by any settings class")
     exposed = {int(p.split("/")[0]) for instr, rest in final.instructions if instr == "EXPOSE" for p in rest.split()}
-    for role in (GATEWAY, WORKER):
+    for role in LONG_RUNNING:
         assert role.port_field is not None
         default = role.settings_cls.model_fields[role.port_field].default
         if default not in exposed:

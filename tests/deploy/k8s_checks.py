@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 import kubernetes_validate
@@ -19,6 +20,7 @@ from stream.admin import topic_specs
 from stream.config import StreamSettings
 from tests.deploy.image_checks import image_env
 from tests.deploy.support import (
+    CONSOLE,
     GATEWAY,
     TOPICS,
     WORKER,
@@ -371,6 +373,29 @@ def worker_problems(ct: Container, objs: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
+def console_problems(ct: Container, objs: list[dict[str, Any]]) -> list[str]:
+    """The console: one replica (it reads the whole topic and posts everything), replaced not rolled, and let
+    out to every Alertmanager it posts to."""
+    w, s = ct.workload, ct.settings
+    problems = []
+    if w.obj["kind"] != "Deployment":
+        problems.append(f"{w.where}: the console is a Deployment")
+    if int(w.obj["spec"].get("replicas", 1)) != 1:
+        problems.append(f"{w.where}: the console runs as exactly 1 replica, not {w.obj['spec'].get('replicas')}")
+    if (w.obj["spec"].get("strategy") or {}).get("type") != "Recreate":
+        problems.append(f"{w.where}: use strategy Recreate (never two consoles during an update)")
+    if not s.alertmanager_urls:
+        problems.append(f"{ct.where}: BINDWATCH_ALERTMANAGER_URLS is empty, so no alert reaches anyone")
+    policies = list(by_kind(objs, "NetworkPolicy").values())
+    mine = [p for p in policies if selects(p["spec"].get("podSelector", {}).get("matchLabels", {}), w.labels)]
+    egress = [r for p in mine for r in p["spec"].get("egress", [])]
+    for url in s.alertmanager_urls:
+        port = urlsplit(url).port or (443 if url.startswith("https") else 80)
+        if not any(r.get("to") and _allows(r, port) for r in egress):
+            problems.append(f"{ct.where}: no NetworkPolicy lets it reach Alertmanager {url} (port {port})")
+    return problems
+
+
 def service_problems(objs: list[dict[str, Any]], containers: list[Container]) -> list[str]:
     problems = []
     for name, svc in by_kind(objs, "Service").items():
@@ -493,13 +518,15 @@ def secret_problems(objs: list[dict[str, Any]], containers: list[Container]) -> 
 def semantic_problems(objs: list[dict[str, Any]], served: Mapping[str, frozenset[str]]) -> list[str]:
     containers, problems = bindwatch_containers(objs)
     roles = {ct.role.name for ct in containers}
-    problems += [f"no {r} container is rendered" for r in (GATEWAY.name, WORKER.name) if r not in roles]
+    problems += [f"no {r} container is rendered" for r in (GATEWAY.name, WORKER.name, CONSOLE.name) if r not in roles]
     for w in workloads(objs):
         problems += hardening_problems(w)
     for ct in containers:
         problems += probe_problems(ct, served)
         if ct.role is WORKER and ct.settings is not None:
             problems += worker_problems(ct, objs)
+        if ct.role is CONSOLE and ct.settings is not None:
+            problems += console_problems(ct, objs)
     problems += service_problems(objs, [ct for ct in containers if ct.role.long_running])
     problems += topics_problems(objs, containers)
     problems += network_problems(objs, containers)

@@ -25,6 +25,10 @@ from fastapi.testclient import TestClient
 from pydantic import AliasChoices, AliasPath, ValidationError
 from pydantic_settings import BaseSettings
 
+from console import ConfigError as ConsoleConfigError
+from console.app import create_app as create_console_app
+from console.config import ConsoleSettings
+from console.service import ConsoleState
 from gateway import ConfigError
 from gateway.app import create_app as create_gateway_app
 from gateway.config import GatewaySettings
@@ -51,6 +55,12 @@ class Role:
 GATEWAY = Role("gateway", GatewaySettings, "port", True)
 WORKER = Role("worker", StreamSettings, "web_port", True)
 TOPICS = Role("topics", StreamSettings, None, False)
+CONSOLE = Role("console", ConsoleSettings, "port", True)
+LONG_RUNNING = (GATEWAY, WORKER, CONSOLE)
+ALERTMANAGER_VERSION = re.search(
+    r"^ALERTMANAGER_VERSION=(\S+)", (ROOT / "scripts" / "install-tools.sh").read_text(), re.M
+).group(1)  # type: ignore[union-attr]
+"""The Alertmanager the console's integration tests run; compose must run the same one."""
 
 
 def role_of(command: list[str]) -> Role | None:
@@ -61,6 +71,8 @@ def role_of(command: list[str]) -> Role | None:
         return WORKER
     if command[:3] == ["python", "-m", "stream.admin"]:
         return TOPICS
+    if command[:3] == ["python", "-m", "console"]:
+        return CONSOLE
     return None
 
 
@@ -91,9 +103,9 @@ def settings_from_env(role: Role, env: Mapping[str, str]) -> tuple[BaseSettings 
     try:
         with mock.patch.dict(os.environ, dict(env), clear=True):
             settings = role.settings_cls()
-        if isinstance(settings, GatewaySettings):
+        if isinstance(settings, GatewaySettings | ConsoleSettings):
             settings.check()
-    except (ValidationError, ConfigError) as exc:
+    except (ValidationError, ConfigError, ConsoleConfigError) as exc:
         return None, " ".join(str(exc).split())
     return settings, None
 
@@ -195,7 +207,15 @@ def served_paths() -> dict[str, frozenset[str]]:
     with tempfile.TemporaryDirectory() as tmp:
         faust_app = create_stream_app(StreamSettings(store="memory://", data_dir=tmp))
         worker = {path for path, view in faust_app.web.views.items() if "{" not in path and hasattr(view, "get")}
-    return {GATEWAY.name: frozenset(gateway), WORKER.name: frozenset(worker)}
+    console_app = create_console_app(ConsoleState(ConsoleSettings()))
+    console: set[str] = set()
+    with TestClient(console_app) as client:
+        for route in console_app.routes:
+            path = getattr(route, "path", "")
+            if "GET" in (getattr(route, "methods", None) or set()) and "{" not in path:
+                if client.get(path).status_code not in (404, 405):
+                    console.add(path)
+    return {GATEWAY.name: frozenset(gateway), WORKER.name: frozenset(worker), CONSOLE.name: frozenset(console)}
 
 
 # ---- files ----------------------------------------------------------------------------------------------

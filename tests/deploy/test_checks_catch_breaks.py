@@ -36,6 +36,15 @@ def worker(objs: Objs) -> dict[str, Any]:
     return container(objs, "StatefulSet", "bindwatch-stream")
 
 
+def console(objs: Objs) -> dict[str, Any]:
+    return container(objs, "Deployment", "bindwatch-console")
+
+
+def console_egress(objs: Objs) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = obj(objs, "NetworkPolicy", "bindwatch-console")["spec"]["egress"]
+    return rules
+
+
 def env_entry(c: dict[str, Any], name: str) -> dict[str, Any]:
     found: dict[str, Any] = next(e for e in c["env"] if e["name"] == name)
     return found
@@ -260,6 +269,55 @@ K8S_BREAKS: dict[str, tuple[str, Callable[[Objs], None], str]] = {
         lambda o: obj(o, "Service", "bindwatch-stream")["spec"]["ports"][0].update(targetPort=8080),
         "Service/bindwatch-stream: targetPort 8080 is not",
     ),
+    "console scaled out": (
+        "prod",
+        lambda o: obj(o, "Deployment", "bindwatch-console")["spec"].update(replicas=2),
+        "the console runs as exactly 1 replica",
+    ),
+    "console rolled instead of replaced": (
+        "dev",
+        lambda o: obj(o, "Deployment", "bindwatch-console")["spec"].update(strategy={"type": "RollingUpdate"}),
+        "use strategy Recreate",
+    ),
+    "console readiness on a path it does not serve": (
+        "prod",
+        lambda o: console(o)["readinessProbe"]["httpGet"].update(path="/ready"),
+        "readinessProbe path '/ready' is not served by the console",
+    ),
+    "console liveness on the worker's port": (
+        "dev",
+        lambda o: console(o)["livenessProbe"]["httpGet"].update(port=6066),
+        "livenessProbe port 6066 is not the console's port 8081",
+    ),
+    "console cannot reach Alertmanager": (
+        "prod",
+        lambda o: console_egress(o).pop(1),
+        "no NetworkPolicy lets it reach Alertmanager",
+    ),
+    "console without Alertmanager": (
+        "dev",
+        lambda o: obj(o, "ConfigMap", "bindwatch-console")["data"].update(BINDWATCH_ALERTMANAGER_URLS=""),
+        "BINDWATCH_ALERTMANAGER_URLS is empty",
+    ),
+    "console writable root": (
+        "prod",
+        lambda o: console(o)["securityContext"].update(readOnlyRootFilesystem=False),
+        "container console: readOnlyRootFilesystem must be true",
+    ),
+    "console setting misspelt": (
+        "prod",
+        lambda o: rename_key(
+            obj(o, "ConfigMap", "bindwatch-console")["data"],
+            "BINDWATCH_ALERTMANAGER_RESEND_SECONDS",
+            "BINDWATCH_ALERTMANAGER_RESEND",
+        ),
+        "BINDWATCH_ALERTMANAGER_RESEND is not read by ConsoleSettings",
+    ),
+    "console port not open to Prometheus": (
+        "prod",
+        lambda o: obj(o, "NetworkPolicy", "bindwatch-console")["spec"]["ingress"][0]["ports"][0].update(port=8080),
+        "no NetworkPolicy lets anything reach port 8081",
+    ),
 }
 
 
@@ -360,7 +418,53 @@ COMPOSE_BREAKS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
         lambda d: service(d, "stream").update(command=["faust", "-A", "stream.ap", "worker"]),
         "faust app module 'stream.ap' does not exist",
     ),
+    "console posts to a service that is no Alertmanager": (
+        lambda d: service(d, "console")["environment"].update(BINDWATCH_ALERTMANAGER_URLS="http://prometheus:9093"),
+        "Alertmanager URL http://prometheus:9093 is no prom/alertmanager service",
+    ),
+    "console posts to the wrong Alertmanager port": (
+        lambda d: service(d, "console")["environment"].update(BINDWATCH_ALERTMANAGER_URLS="http://alertmanager:9094"),
+        "http://alertmanager:9094: alertmanager listens on 9093",
+    ),
+    "console healthcheck on the gateway's port": (
+        lambda d: service(d, "console")["healthcheck"].update(
+            test=["CMD", "curl", "-f", "http://127.0.0.1:8080/readyz"]
+        ),
+        "healthcheck port 8080 is not the console's port 8081",
+    ),
+    "no console": (lambda d: d["services"].pop("console"), "no console service"),
+    "Alertmanager not the tested version": (
+        lambda d: service(d, "alertmanager").update(image="prom/alertmanager:v0.27.0"),
+        "is not prom/alertmanager:v0.35.0",
+    ),
+    "Alertmanager without the shipped configuration": (
+        lambda d: service(d, "alertmanager").update(volumes=["alertmanager-data:/alertmanager"]),
+        "deploy/alertmanager/alertmanager.yml is not mounted at /etc/alertmanager/alertmanager.yml",
+    ),
+    "console writable": (
+        lambda d: service(d, "console").update(read_only=False),
+        "docker-compose.yml service console: must be read_only",
+    ),
 }
+
+
+@pytest.mark.parametrize(
+    ("breaks", "expected"),
+    [
+        (lambda c: c["inhibit_rules"].pop(0), "none mutes per-number alerts during a binding_outage"),
+        (lambda c: c["route"].update(group_by=["alertname"]), "group_by must be [rule, severity]"),
+        (lambda c: c["route"].update(group_by=["rule", "severity", "team2"]), "group_by 'team2' is no label"),
+        (lambda c: c["inhibit_rules"][0].update(equal=["outage_id"]), "'outage_id' is no label the console sets"),
+        (lambda c: c["route"]["routes"][0].update(matchers=['kind="outage"']), "matcher on 'kind'"),
+        (lambda c: c["receivers"][0].pop("webhook_configs"), "no webhook receiver"),
+    ],
+)
+def test_alertmanager_config_break_is_reported(breaks: Callable[[dict[str, Any]], None], expected: str) -> None:
+    config = yaml.safe_load((ROOT / "deploy" / "alertmanager" / "alertmanager.yml").read_text())
+    assert compose_checks.alertmanager_config_problems(config) == []
+    breaks(config)
+    problems = compose_checks.alertmanager_config_problems(config)
+    assert any(expected in p for p in problems), problems
 
 
 @pytest.mark.parametrize("case", list(COMPOSE_BREAKS))
@@ -377,7 +481,7 @@ def test_compose_break_is_reported(compose: dict[str, Any], served: dict[str, fr
     [
         (["gateway:6066", "stream:6066"], "/metrics", "gateway:6066: the gateway listens on 8080"),
         (["gateway:8080"], "/metrics", "prometheus does not scrape stream"),
-        (["gateway:8080", "stream:6066", "kafka:9092"], "/metrics", "kafka:9092 is no gateway or worker service"),
+        (["gateway:8080", "stream:6066", "kafka:9092"], "/metrics", "kafka:9092 is no bindwatch service"),
         (["gateway:8080", "stream:6066"], "/stats", "/stats is not served by the gateway"),
     ],
 )

@@ -27,14 +27,14 @@ def test_kustomize_is_the_pinned_version() -> None:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_overlay_builds_every_service(rendered: Rendered, overlay: str) -> None:
     kinds = Counter(o["kind"] for o in rendered[overlay])
-    assert kinds["Deployment"] == 1
+    assert kinds["Deployment"] == 2  # gateway, console
     assert kinds["StatefulSet"] == 1
     assert kinds["HorizontalPodAutoscaler"] == 1
     assert kinds["PodDisruptionBudget"] == 2
     assert kinds["Service"] == 3  # gateway, stream (queries), stream-headless (peers)
-    assert kinds["ConfigMap"] == 2
+    assert kinds["ConfigMap"] == 3
     assert kinds["ServiceAccount"] == 1
-    assert kinds["NetworkPolicy"] >= 3
+    assert kinds["NetworkPolicy"] >= 4
     assert kinds["Secret"] == 0
 
 
@@ -66,7 +66,8 @@ def test_every_pod_is_checked_for_hardening(rendered: Rendered) -> None:
     kinds = {w.obj["kind"] for objs in rendered.values() for w in k8s_checks.workloads(objs)}
     assert kinds == {"Deployment", "StatefulSet", "Job"}
     containers = [c for objs in rendered.values() for w in k8s_checks.workloads(objs) for c in w.containers()]
-    assert len(containers) == 5 and all(k8s_checks.is_bindwatch(c) for c in containers)
+    # dev: gateway, worker, console, topics job; prod: gateway, worker, console (Strimzi makes the topics)
+    assert len(containers) == 7 and all(k8s_checks.is_bindwatch(c) for c in containers)
 
 
 def test_prod_uses_an_immutable_tag_and_more_replicas_than_dev(rendered: Rendered) -> None:
