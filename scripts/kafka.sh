@@ -231,6 +231,26 @@ stop_node() {
 
 all_nodes() { local i; for i in $(seq 1 "$NODES"); do select_node "$i"; "$@"; done; }
 
+# Stop every node at once: stopped one by one, the last nodes of a KRaft quorum wait for a majority that is gone.
+stop_all() {
+  [ "$NODES" -eq 1 ] && { stop_node; return; }
+  local i pids=()
+  for i in $(seq 1 "$NODES"); do
+    select_node "$i"
+    if running; then pids+=("$(cat "$PIDFILE")"); fi
+  done
+  for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill -TERM "$p" 2>/dev/null || true; done
+  for _ in $(seq 1 40); do
+    local alive=0
+    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.5
+  done
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  for i in $(seq 1 "$NODES"); do select_node "$i"; rm -f "$PIDFILE"; done
+  echo "kafka.sh: cluster of $NODES stopped"
+}
+
 status() {
   if running && answers; then
     echo "kafka.sh: running (pid $(cat "$PIDFILE")) and answering on 127.0.0.1:$PORT"
@@ -249,14 +269,14 @@ node_arg() {
 
 case "${1:-}" in
   start) start ;;
-  stop) all_nodes stop_node ;;
+  stop) stop_all ;;
   status) all_nodes status ;;
   fetch) fetch; echo "kafka.sh: Kafka $KAFKA_VERSION jars in $LIBS" ;;
   classpath) fetch >&2; classpath ;;
   bootstrap) bootstrap_list ;;
   pause) all_nodes eval 'running && kill -STOP "$(cat "$PIDFILE")"' ;;
   resume) all_nodes eval 'running && kill -CONT "$(cat "$PIDFILE")"' ;;
-  wipe) all_nodes eval 'stop_node; rm -rf "$RUN"' ;;
+  wipe) stop_all; all_nodes eval 'rm -rf "$RUN"' ;;
   node-start) node_arg "$@"; start_node; wait_answers "$SECONDS"; echo "kafka.sh: node $2 answers on 127.0.0.1:$PORT" ;;
   node-stop) node_arg "$@"; stop_node ;;
   node-kill) node_arg "$@"; running && kill -KILL "$(cat "$PIDFILE")"; rm -f "$PIDFILE"; echo "kafka.sh: node $2 killed" ;;

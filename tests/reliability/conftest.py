@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import procs
-from tests.support.broker import LocalBroker
+from tests.support.broker import LocalBroker, LocalCluster
 from tests.support.kafka import Names, setup_topics
 from tests.support.nxcloud import Ledger
 
@@ -31,7 +31,7 @@ TOKEN = "reliability-token-7f3a"
 
 @dataclass
 class Rig:
-    broker: LocalBroker
+    broker: LocalBroker | LocalCluster
     names: Names
     gateway: procs.Service
     worker: procs.Service
@@ -75,8 +75,13 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         wk.stop()
         broker.stop()
         broker.wipe()
-        out = os.environ.get("BINDWATCH_RELIABILITY_RESULTS")
-        if out:
-            with Path(out).open("a") as f:
-                for row in r.results:
-                    f.write(json.dumps({**row, "profile": PROFILE_NAME}) + "\n")
+        write_results(r.results)
+
+
+def write_results(rows: list[dict[str, object]]) -> None:
+    """Append result rows (JSON lines) for docs/reliability.md, when BINDWATCH_RELIABILITY_RESULTS names a file."""
+    out = os.environ.get("BINDWATCH_RELIABILITY_RESULTS")
+    if out:
+        with Path(out).open("a") as f:
+            for row in rows:
+                f.write(json.dumps({**row, "profile": PROFILE_NAME}) + "\n")

@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def main(path: str) -> str:
     rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-    faults = [r for r in rows if "offered" in r]
+    faults = [r for r in rows if "offered" in r and "killed_node" not in r and "cluster" not in str(r["scenario"])]
+    cluster = [r for r in rows if "offered" in r and r not in faults]
     hostile = [r for r in rows if r.get("scenario") == "hostile input corpus"]
     abuse = [r for r in rows if r.get("kind") == "connection abuse"]
     profile = rows[0]["profile"] if rows else "?"
@@ -72,8 +73,37 @@ def main(path: str) -> str:
             f"**{h['leaks']}**; the gateway process stayed up. A schema-driven fuzz run (schemathesis over the "
             "OpenAPI document, `tests/unit/test_fuzz.py`, 300 examples) runs in the test command too.",
         ]
+    out += cluster_table(cluster)
     out += connection_abuse(abuse)
     return "\n".join(out) + "\n"
+
+
+def cluster_table(rows: list[dict[str, object]]) -> list[str]:
+    """The cluster profile (tests/reliability/test_cluster.py): 3 KRaft nodes, replication factor 3, min ISR 2."""
+    if not rows:
+        return []
+    out = [
+        "",
+        "## A 3-broker cluster",
+        "",
+        "`tests/reliability/test_cluster.py` (`ci`: leader SIGKILL only; `scripts/reliability.sh --cluster`: all): "
+        "three KRaft nodes (broker+controller each, 384 MiB heaps) from `BINDWATCH_KAFKA_NODES=3 scripts/kafka.sh`, "
+        "every bindwatch topic and changelog with replication factor 3 and `min.insync.replicas=2`, the gateway "
+        "(2 s produce bound) and one worker. *non-200 s*: whole seconds in which some push got an answer other "
+        "than 200 (NXCLOUD retried it).",
+        "",
+        "| scenario | load offered | accepted | retried | given up | lost | double-counted | under-counted "
+        "| alerts expected / produced | non-200 s | s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r['scenario']} | {r['offered']} at {r['rate']}/s | {r['accepted']} | {r['retried']} "
+            f"| {r['given_up']} | {r['lost']} | {r['double_counted']} | {r['under_counted']} "
+            f"| {r['alerts_expected']} / {r['alerts_produced']} | {r.get('unavailable_seconds', '-')} "
+            f"| {r['seconds']} |"
+        )
+    return out
 
 
 def connection_abuse(rows: list[dict[str, object]]) -> list[str]:

@@ -26,23 +26,35 @@ from tests.support.nxcloud import Simulator, run_in_thread
 pytestmark = pytest.mark.integration
 
 
-def run_scenario(rig: Rig, name: str, fault: Callable[[], None], seed: int, **sim_kw: object) -> None:
+def run_scenario(
+    rig: Rig,
+    name: str,
+    fault: Callable[[], None],
+    seed: int,
+    rate: float | None = None,
+    load: float | None = None,
+    **sim_kw: object,
+) -> dict[str, object]:
+    rate = rate or PROFILE["rate"]
+    load = load or PROFILE["load"]
     sim = Simulator(
         rig.push_url,
         rig.env["BINDWATCH_PUSH_TOKENS"],
-        rate=PROFILE["rate"],
-        duration=PROFILE["load"],
+        rate=rate,
+        duration=load,
         seed=seed,
         **sim_kw,
     )  # type: ignore[arg-type]
     started = time.monotonic()
     thread, ledger = run_in_thread(sim)
-    time.sleep(PROFILE["load"] / 3)
+    time.sleep(load / 3)
     fault()
-    thread.join(timeout=PROFILE["load"] + 60 * 11 + float(sim_kw.get("duplicate_delay", 0)))  # type: ignore[arg-type]
+    thread.join(timeout=load + 60 * 11 + float(sim_kw.get("duplicate_delay", 0)))  # type: ignore[arg-type]
     assert not thread.is_alive(), "the simulator did not finish in its bound"
     rig.ledgers.append(ledger)
     row = verify(rig, name, ledger)
+    row["rate"], row["load_seconds"] = rate, load
+    row["unavailable_seconds"] = ledger.unavailable_seconds()
     row["seconds"] = round(time.monotonic() - started, 1)
     rig.results.append(row)
     assert row["given_up"] == 0, row
@@ -50,6 +62,7 @@ def run_scenario(rig: Rig, name: str, fault: Callable[[], None], seed: int, **si
     assert row["double_counted"] == 0 and row["under_counted"] == 0, row
     assert row["alerts_missing"] == 0 and row["alerts_unexpected"] == 0, row
     assert row["duplicate_firing"] == 0, row
+    return row
 
 
 def verify(rig: Rig, name: str, ledger: object) -> dict[str, object]:

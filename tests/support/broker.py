@@ -70,6 +70,50 @@ class LocalBroker:
 
 
 @dataclass
+class LocalCluster:
+    """Three KRaft nodes (each broker+controller) run by ``BINDWATCH_KAFKA_NODES=3 scripts/kafka.sh`` on ports
+    ``port``, ``port+2``, ``port+4`` (controllers on the odd ports after each); node ids are 1, 2, 3."""
+
+    port: int
+    nodes: int = 3
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{self.port + 2 * i}" for i in range(self.nodes))
+
+    def _run(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "BINDWATCH_KAFKA_PORT": str(self.port), "BINDWATCH_KAFKA_NODES": str(self.nodes)}
+        env.pop("BINDWATCH_KAFKA_CONTROLLER_PORT", None)
+        r = subprocess.run(
+            ["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        return r
+
+    def start(self) -> None:
+        r = self._run("start")
+        if r.returncode != 0:
+            raise BrokerUnavailable(f"scripts/kafka.sh start (3 nodes) failed:\n{r.stdout}\n{r.stderr}")
+
+    def stop(self) -> None:
+        self._run("stop", timeout=120)
+
+    def wipe(self) -> None:
+        self._run("wipe", timeout=120)
+
+    def pause(self) -> None:
+        self._run("pause", timeout=30)
+
+    def resume(self) -> None:
+        self._run("resume", timeout=30)
+
+    def node(self, action: str, node: int) -> None:
+        """``action`` one of start, stop, kill, pause, resume, for node 1..nodes."""
+        r = self._run(f"node-{action}", str(node))
+        if r.returncode != 0 and action == "start":
+            raise BrokerUnavailable(f"node {node} did not start:\n{r.stdout}\n{r.stderr}")
+
+
+@dataclass
 class ProvidedBroker:
     bootstrap: str
     source: str

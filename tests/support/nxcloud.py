@@ -27,6 +27,11 @@ class Ledger:
     statuses: Counter[str] = field(default_factory=Counter)
     given_up: list[str] = field(default_factory=list)
     redelivered: int = 0  # extra deliveries of already accepted pushes (NXCLOUD duplicates)
+    failed_at: list[float] = field(default_factory=list)  # monotonic times of answers other than 200
+
+    def unavailable_seconds(self) -> int:
+        """Whole seconds in which at least one attempt got something other than 200 (how long pushes failed)."""
+        return len({int(t) for t in self.failed_at})
 
     @property
     def retried(self) -> int:
@@ -41,6 +46,7 @@ class Ledger:
             "given_up": len(self.given_up),
             "redelivered": self.redelivered,
             "statuses": dict(self.statuses),
+            "unavailable_seconds": self.unavailable_seconds(),
         }
 
 
@@ -87,6 +93,7 @@ class Simulator:
             self.ledger.statuses[status] += 1
             if status == "200":
                 return True
+            self.ledger.failed_at.append(time.monotonic())
             await asyncio.sleep(self.retry_interval)
         return False
 

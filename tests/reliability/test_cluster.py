@@ -1,0 +1,148 @@
+"""The cluster profile (issue 17): a 3-node KRaft cluster, topics with replication factor 3 and
+``min.insync.replicas=2``, the gateway and a worker as processes, NXCLOUD (simulated) pushing at 500/s, and the
+faults a production cluster sees: a partition leader dies, brokers are rolled, a broker stalls.
+
+After each scenario the same checks as the single-broker suite (test_faults.verify): every 200 is on the topic,
+every count exact, the firing alerts equal what the pure rules compute. Also recorded: for how many seconds
+pushes got something other than 200 (the gateway's 503s while leadership moves).
+
+``ci`` (in the test command): the leader SIGKILL only. ``full`` (``scripts/reliability.sh --cluster``): all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from tests.reliability.conftest import PROFILE_NAME, TOKEN, Rig, write_results
+from tests.reliability.test_faults import run_scenario
+from tests.support import procs
+from tests.support.broker import LocalCluster
+from tests.support.kafka import Names
+
+pytestmark = pytest.mark.integration
+CLUSTER_PROFILES = {
+    "ci": {"rate": 500, "load": 15, "down": 8},
+    "full": {"rate": 500, "load": 60, "down": 20},
+}
+CP = CLUSTER_PROFILES[PROFILE_NAME]
+
+
+@pytest.fixture(scope="module")
+def cluster_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Rig, LocalCluster]]:
+    logdir = tmp_path_factory.mktemp("cluster")
+    cluster = LocalCluster(int(os.environ.get("BINDWATCH_TEST_CLUSTER_KAFKA_PORT", "19800")))
+    cluster.wipe()
+    cluster.start()
+    names = Names.new("clu")
+    env = {
+        **names.env(cluster.bootstrap, partitions=4),
+        "BINDWATCH_REPLICATION_FACTOR": "3",
+        "BINDWATCH_PUSH_TOKENS": TOKEN,
+        "BINDWATCH_PRODUCE_TIMEOUT_SECONDS": "2",
+        "BINDWATCH_STORE": "rocksdb://",
+        "BINDWATCH_COMMIT_INTERVAL_SECONDS": "1",
+    }
+    s = names.settings(cluster.bootstrap, partitions=4).model_copy(update={"replication_factor": 3})
+    asyncio.run(_create(s))
+    gw = procs.gateway(env, logdir, "gw-cluster")
+    wk = procs.worker({**env, "BINDWATCH_GROUP_INSTANCE_ID": "cluster-w1"}, logdir, "w-cluster")
+    rig = Rig(cluster, names, gw, wk, logdir, env)
+    try:
+        gw.start()
+        wk.start(timeout=180)
+        yield rig, cluster
+    finally:
+        write_results(rig.results)
+        gw.stop()
+        wk.stop()
+        cluster.wipe()
+
+
+async def _create(s: object) -> None:
+    from stream.admin import create_topics
+    from stream.config import StreamSettings
+
+    assert isinstance(s, StreamSettings)
+    await create_topics(s, bound=60)
+
+
+def busiest_leader(bootstrap: str, topic: str) -> int:
+    """Node id leading the events topic's partition with the most records."""
+
+    async def find() -> int:
+        c = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await c.start()
+        await admin.start()
+        try:
+            [desc] = await admin.describe_topics([topic])
+            leaders = {p["partition"]: p["leader"] for p in desc["partitions"]}
+            ends = await c.end_offsets([TopicPartition(topic, p) for p in leaders])
+            busiest = max(ends, key=lambda tp: ends[tp]).partition
+            leader = leaders[busiest]
+            assert isinstance(leader, int) and leader >= 1, leader
+            return leader
+        finally:
+            await c.stop()
+            await admin.close()
+
+    return asyncio.run(asyncio.wait_for(find(), 30))
+
+
+@pytest.mark.timeout(900)  # a 3-node cluster start, a worker start, the scenario, and the stop, on 2 cores
+def test_the_busiest_partition_leader_is_killed_and_restarted(cluster_rig: tuple[Rig, LocalCluster]) -> None:
+    rig, cluster = cluster_rig
+    killed: list[int] = []
+
+    def fault() -> None:
+        node = busiest_leader(cluster.bootstrap, rig.env["BINDWATCH_EVENTS_TOPIC"])
+        killed.append(node)
+        cluster.node("kill", node)
+        time.sleep(CP["down"])
+        cluster.node("start", node)
+
+    row = run_scenario(
+        rig,
+        f"leader of the busiest partition SIGKILLed {CP['down']}s",
+        fault,
+        seed=11,
+        rate=CP["rate"],
+        load=CP["load"],
+    )
+    row["killed_node"] = killed[0]
+
+
+# The longer scenarios are defined only in the full profile (scripts/reliability.sh --cluster), so the test
+# command neither runs nor skips them.
+if PROFILE_NAME == "full":
+
+    def test_rolling_restart_of_every_broker_under_load(cluster_rig: tuple[Rig, LocalCluster]) -> None:
+        rig, cluster = cluster_rig
+
+        def fault() -> None:
+            for node in (1, 2, 3):
+                cluster.node("stop", node)
+                cluster.node("start", node)
+                time.sleep(5)
+
+        run_scenario(rig, "rolling restart of the 3 brokers", fault, seed=12, rate=CP["rate"], load=CP["load"])
+
+    def test_a_broker_stalls_longer_than_the_produce_bound(cluster_rig: tuple[Rig, LocalCluster]) -> None:
+        rig, cluster = cluster_rig
+
+        def fault() -> None:
+            node = busiest_leader(cluster.bootstrap, rig.env["BINDWATCH_EVENTS_TOPIC"])
+            cluster.node("pause", node)
+            time.sleep(CP["down"])
+            cluster.node("resume", node)
+
+        run_scenario(
+            rig, f"busiest leader SIGSTOPped {CP['down']}s > 2s bound", fault, seed=13, rate=CP["rate"], load=CP["load"]
+        )
