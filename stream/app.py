@@ -24,14 +24,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 from faust.exceptions import SameNode
-from faust.streams import _current_event  # private: see use_event
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 from pydantic import ValidationError
@@ -39,10 +37,10 @@ from pydantic import ValidationError
 from schemas import Alert, BindingFailureEvent, decode, encode
 from schemas.codec import headers as record_headers
 from schemas.numbers import mask_number, normalise_number
-from stream import bundle, faust_fixes, rules
+from stream import bundle, compat, rules
 from stream.config import StreamSettings, get_settings
 
-faust_fixes.apply()
+compat.apply_fixes()
 
 log = logging.getLogger("bindwatch.stream")
 
@@ -97,18 +95,6 @@ class Stage:
     gc_iter: Iterator[tuple[str, bytes]] | None = None
 
 
-def use_event(ev: Any) -> None:
-    """Make ``ev`` Faust's current event in this task: table reads and writes go to its partition.
-
-    Faust finds the partition of a table operation from the current event (a context variable that its
-    stream sets per message). With ``take_events`` the stream runs in another task, so the agent sets it
-    for each subject it writes. (Private: faust-streaming 0.15.3 ``faust.streams._current_event``;
-    ``check_changelog_partitions`` in the two-worker test of ``tests/integration/test_stream.py`` catches a
-    change.)
-    """
-    _current_event.set(weakref.ref(ev))
-
-
 class Batch:
     """The subjects one batch touches: each read from the table once, changed in memory, written once."""
 
@@ -124,7 +110,7 @@ class Batch:
     def state(self, key: str, ev: Any) -> rules.SubjectState | None:
         if key in self.states:
             return self.states[key]
-        use_event(ev)
+        compat.use_event(ev)
         raw = self.stage.table.get(key)
         state = rules.SubjectState.load(raw) if raw else None
         self.states[key] = state
@@ -182,8 +168,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     callers = app.Table("callers", partitions=s.partitions, key_type=str, value_type=bytes)
     dids = app.Table("dids", partitions=s.partitions, key_type=str, value_type=bytes)
     for t in (callers, dids):
-        t.key_serializer = "raw"  # type: ignore[attr-defined]
-        t.changelog_topic = t._new_changelog_topic()  # type: ignore[attr-defined]
+        compat.use_raw_keys(t)
     stages = {
         rules.Kind.CALLER: Stage(rules.Kind.CALLER, callers, caller_ticks),
         rules.Kind.DID: Stage(rules.Kind.DID, dids, did_ticks),
@@ -258,7 +243,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         await emit(batch.alerts)
         stage = batch.stage
         for key, state in batch.changed():
-            use_event(batch.events[key])  # the table writes to the partition of the current event
+            compat.use_event(batch.events[key])  # the table writes to the partition of the current event
             if state is None:
                 del stage.table[key]
                 stage.due.pop(key, None)
@@ -426,21 +411,10 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     async def healthz(web: Any, request: Request) -> Response:
         return web.json({"status": "alive"})  # type: ignore[no-any-return]
 
-    def crashed_agents() -> list[str]:
-        """Agents whose actor crashed (mode's private ``_crashed`` event, faust-streaming 0.15.3): a worker
-        that counts nothing any more must not look ready."""
-        out = []
-        for name, agent in app.agents.items():
-            for actor in list(getattr(agent, "_actors", ())):
-                ev = getattr(actor, "_crashed", None)
-                if ev is not None and ev.is_set():
-                    out.append(str(name))
-        return out
-
     @app.page("/readyz")
     async def readyz(web: Any, request: Request) -> Response:
-        recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
-        crashed = crashed_agents()
+        recovered = compat.recovery_completed(app)
+        crashed = compat.crashed_agents(app)
         ready = recovered and not app.rebalancing and not crashed
         return web.json(  # type: ignore[no-any-return]
             {
