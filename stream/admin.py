@@ -11,6 +11,7 @@ import sys
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from stream.compat import changelog_topic_name
 from stream.config import StreamSettings
 
 DAY_MS = 24 * 3600 * 1000
@@ -36,7 +37,7 @@ def topic_specs(s: StreamSettings) -> list[NewTopic]:
         # Faust creates its changelogs at start-up too, but sometimes too late for its own partition check
         # (PartitionsMismatch '...-dids-changelog has 0 partitions' crashed the DID agent): create them first.
         *(
-            NewTopic(f"{s.app_id}-{table}-changelog", p, rf, topic_configs={"cleanup.policy": "compact"})
+            NewTopic(changelog_topic_name(s.app_id, table), p, rf, topic_configs={"cleanup.policy": "compact"})
             for table in ("callers", "dids")
         ),
     ]

@@ -23,8 +23,6 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-import orjson
-
 from schemas.alerts import Alert, AlertStatus, Rule, Severity
 
 MAX_SAMPLES = 10
@@ -107,47 +105,19 @@ class SubjectState:
     floor_ts: int | None = None  # failures at or before this were evicted: refuse them, never recount
     last_activity_wall: int = 0
 
-    # --- persistence (one table value) -------------------------------------------------------
+    # --- persistence (one table value; the format and its versions: ``stream.state``) ---------
     def dump(self) -> bytes:
-        """Bytes for the table: a one-byte firing flag and the last activity time, then JSON.
+        """The table value of this state, in the current format (``stream.state.dump``)."""
+        from stream import state  # the format module imports this one
 
-        The prefix lets a scan find firing or stale subjects without parsing the JSON.
-        """
-        doc = {
-            "k": self.kind.value,
-            "s": self.subject,
-            "e": [[f.ts, f.rid, f.other] for f in self.events],
-            "a": {
-                key: [
-                    a.rule.value,
-                    a.other,
-                    a.episode,
-                    a.firing,
-                    a.severity.value,
-                    a.seq,
-                    a.first_ts,
-                    a.last_emit_wall,
-                    a.last_activity_wall,
-                    a.last,
-                ]
-                for key, a in self.alerts.items()
-            },
-            "f": self.floor_ts,
-            "w": self.last_activity_wall,
-        }
-        flag = b"F" if self.is_firing() else b"Q"
-        return flag + b"%013d" % self.last_activity_wall + orjson.dumps(doc)
+        return state.dump(self)
 
     @classmethod
     def load(cls, data: bytes) -> SubjectState:
-        doc = orjson.loads(data[14:])
-        state = cls(Kind(doc["k"]), doc["s"])
-        state.events = [Failure(ts, rid, other) for ts, rid, other in doc["e"]]
-        for key, (rule, other, ep, firing, sev, seq, first, emit, act, last) in doc["a"].items():
-            state.alerts[key] = AlertState(Rule(rule), other, ep, firing, Severity(sev), seq, first, emit, act, last)
-        state.floor_ts = doc["f"]
-        state.last_activity_wall = doc["w"]
-        return state
+        """The state in a table value of any format version ever written (``stream.state.load``)."""
+        from stream import state
+
+        return state.load(data)
 
     def is_firing(self) -> bool:
         return any(a.firing for a in self.alerts.values())

@@ -1,0 +1,105 @@
+"""Every use of a private or undocumented Faust / mode internal, and every patch of one, in one place.
+
+Checked against faust-streaming 0.15.3 and mode-streaming 0.7.1. Each function names the internal it
+touches and why; ``tests/unit/test_compat.py`` has a test per internal that fails when an upgrade removes,
+renames or changes it. When upgrading Faust or mode, run that file first; nothing outside this module may
+reach into their private attributes (``grep -rn "\\._" stream/`` finds only this file on Faust objects).
+
+The patch (``apply_fixes``, applied when ``stream.app`` is imported):
+
+``ProducerBuffer.flush`` (faust-streaming 0.15.3) returns as soon as 100 ms pass without a message being
+sent, even when messages are still buffered. Table changelog writes go through that buffer
+(``send_soon``), and the consumer flushes it right before committing offsets: under load, a commit (on a
+timer, on rebalance, on shutdown) could then store an offset whose changelog write was still in the buffer,
+and a worker leaving or crashing afterwards lost that table update for good. Found by the reliability
+scenario "second worker joins, then leaves" (one count short, intermittently, under load). The replacement
+(``drain``) drains the buffer completely: a commit waits until every table update it covers was handed to
+the Kafka producer (whose own flush then waits for the broker's acknowledgement).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import Any
+
+from faust.streams import _current_event
+from faust.transport.producer import ProducerBuffer
+
+_PATCHED = "_bindwatch_drains"
+
+
+def use_event(ev: Any) -> None:
+    """Make ``ev`` Faust's current event in this task: table reads and writes go to its partition.
+
+    Why: Faust finds the partition of a table operation from the current event, a context variable
+    (private ``faust.streams._current_event``) that its stream sets per message. With ``take_events``
+    the stream runs in another task, so the agent sets it for each subject it reads or writes. (Also
+    guarded end to end by ``check_changelog_partitions`` in ``tests/integration/test_stream.py``.)
+    """
+    _current_event.set(weakref.ref(ev))
+
+
+def use_raw_keys(table: Any) -> None:
+    """Serialise the table's keys as raw UTF-8 bytes, in the table and in its changelog topic.
+
+    Why: query routing hashes the serialised key, which must equal the producer's key bytes (a JSON-quoted
+    key would hash to another partition and route queries to the wrong worker). Faust derives a table's key
+    serializer from ``key_type`` (JSON for ``str``) and offers no argument for it, so it is set afterwards,
+    and the changelog topic, built from the old serializer, is rebuilt with the private
+    ``Table._new_changelog_topic``.
+    """
+    table.key_serializer = "raw"
+    table.changelog_topic = table._new_changelog_topic()
+
+
+def changelog_topic_name(app_id: str, table: str) -> str:
+    """The name Faust gives a table's changelog topic (``Table._changelog_topic_name``, undocumented).
+
+    Why: ``stream.admin`` creates the changelogs before any worker starts (Faust sometimes created them too
+    late for its own partition check: ``PartitionsMismatch '...-dids-changelog has 0 partitions'``).
+    """
+    return f"{app_id}-{table}-changelog"
+
+
+def crashed_agents(app: Any) -> list[str]:
+    """Names of the agents one of whose actors has crashed.
+
+    Why: a worker whose agent crashed counts nothing any more and must not look ready; Faust exposes no
+    such state, so this reads the private ``Agent._actors`` and mode's private ``Service._crashed`` event.
+    """
+    out = []
+    for name, agent in app.agents.items():
+        for actor in list(agent._actors):
+            if actor._crashed.is_set():
+                out.append(str(name))
+    return out
+
+
+def recovery_completed(app: Any) -> bool:
+    """True once the tables have been restored from their changelogs.
+
+    Why: readiness waits for it; ``app.tables.recovery.completed`` is an undocumented attribute (an
+    ``Event`` of ``faust.tables.recovery.Recovery``).
+    """
+    return bool(app.tables.recovery.completed.is_set())
+
+
+async def drain(self: Any) -> None:
+    """Flush *all* buffered messages, however long the background sender takes (replaces
+    ``ProducerBuffer.flush``; uses its ``size``, ``state`` and ``message_sent``, set by ``_handle_pending``)."""
+    while self.size:
+        if self.state != "running":
+            raise RuntimeError(f"Cannot flush: producer buffer is {self.state} with {self.size} messages left")
+        self.message_sent.clear()
+        try:
+            await asyncio.wait_for(self.message_sent.wait(), timeout=1.0)
+        except TimeoutError:
+            continue  # still sending (slow broker or busy loop): keep waiting, never drop
+
+
+def apply_fixes() -> None:
+    """Install the patches above (idempotent)."""
+    if not getattr(ProducerBuffer, _PATCHED, False):
+        ProducerBuffer.flush = drain  # type: ignore[method-assign]
+        setattr(ProducerBuffer, _PATCHED, True)

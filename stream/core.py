@@ -1,0 +1,263 @@
+"""One stage of the stream (callers, or DIDs) from a batch of input to the point where its offsets may be
+acknowledged: no Faust, no Kafka. Its table, alert producer, forwarder, policy and clock are passed in, so
+unit tests drive it with doubles that fail between any two steps (``tests/unit/test_core.py``);
+``stream.app`` only wires it to Faust.
+
+``StageCore.process(items)`` handles one batch. Every subject in it is read from the table once, changed
+in memory by ``stream.rules`` and written once. The order of the steps is what makes a crash harmless:
+
+1. the batch's alerts are sent and *acknowledged* by the broker before any table write; after a crash in
+   between, the events are processed again and yield the same alerts with the same ``alertId``s;
+2. a table write stores the dedup record, the counts and the alert state of a subject as one value, so
+   after a crash they cannot disagree, and a replayed event finds its dedup record or is counted anew;
+3. (caller stage) every event, duplicate or not, is forwarded to the per-DID topic after the table
+   writes, so a forward lost in a crash is made good on replay; the DID stage deduplicates on its own;
+4. ``process`` returns only after all of this; the agent lets Faust acknowledge the batch's offsets only
+   then, and Faust flushes the producer (changelogs and forwards) before it commits them. If ``process``
+   raises, the worker exits without acknowledging (``stream.app``), so the batch is replayed.
+
+Wall-clock work (resolving quiet subjects, deleting stale ones) cannot write a table from a timer, so the
+timer sends a *tick* for a subject to a topic co-partitioned with the table (``due``, ``collectable``),
+and the tick comes back here as an ``Item`` without a failure.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from schemas import Alert
+from schemas.numbers import mask_number
+from stream import bundle, rules
+from stream.metrics import StreamMetrics
+from stream.rules import Failure, Kind, Policy, SubjectState
+
+log = logging.getLogger("bindwatch.stream")
+
+
+class SubjectTable(Protocol):
+    """A stage's table as the core sees it. ``where`` is the input record a subject came with: Faust
+    reads and writes the partition of that record (``stream.app.FaustTable``)."""
+
+    def get(self, key: str, where: Any) -> bytes | None: ...
+
+    def set(self, key: str, value: bytes, where: Any) -> None: ...
+
+    def delete(self, key: str, where: Any) -> None: ...
+
+    def items(self) -> Iterable[tuple[str, bytes]]:
+        """The subjects this worker holds (its partitions only)."""
+        ...
+
+
+class AlertSink(Protocol):
+    async def send(self, alerts: Sequence[Alert]) -> None:
+        """Return only once the broker has acknowledged every alert; raise otherwise."""
+        ...
+
+
+class Forwarder(Protocol):
+    async def forward(self, entries: Sequence[bundle.Entry]) -> None:
+        """Hand the entries to the producer of the per-DID topic."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One input of a batch: a failure of subject ``key``, or (``failure`` None) a wall-clock tick for it."""
+
+    key: str
+    where: Any
+    failure: Failure | None = None
+    forward: bundle.Entry | None = None
+    """Caller stage: the by-DID entry to forward (duplicates too)."""
+
+
+class BundleForwarder:
+    """Forwards entries as one bundle record per DID partition (``stream.bundle``)."""
+
+    def __init__(self, send: Callable[[int, bytes], Awaitable[Any]], partitions: int) -> None:
+        self._send = send
+        self._partitions = partitions
+
+    async def forward(self, entries: Sequence[bundle.Entry]) -> None:
+        by_partition: dict[int, list[bundle.Entry]] = {}
+        for e in entries:
+            by_partition.setdefault(bundle.partition_for(e.did, self._partitions), []).append(e)
+        for partition, part in by_partition.items():
+            for chunk in bundle.chunks(part):
+                await self._send(partition, bundle.encode(chunk))
+
+
+class StageCore:
+    """The batch logic of one stage, and its local index of subjects with something due on the wall clock."""
+
+    def __init__(
+        self,
+        kind: Kind,
+        table: SubjectTable,
+        alerts: AlertSink,
+        policy: Policy,
+        clock: Callable[[], int],
+        *,
+        forwarder: Forwarder | None = None,
+        metrics: StreamMetrics | None = None,
+        mask: Callable[[str], str | None] = mask_number,
+    ) -> None:
+        self.kind = kind
+        self.table = table
+        self.alerts = alerts
+        self.policy = policy
+        self.clock = clock
+        self.forwarder = forwarder
+        self.metrics = metrics or StreamMetrics()
+        self.mask = mask
+        self.due: dict[str, int] = {}
+        """Wall-clock ms at which each firing subject of this worker may resolve."""
+        self._scan: Iterator[tuple[str, bytes]] | None = None
+        self._horizon = policy.horizon_ms(kind)
+
+    # --- the batch ------------------------------------------------------------------------------
+    async def process(self, items: Sequence[Item]) -> None:
+        """Apply one batch; return once its offsets may be acknowledged (see the module docstring)."""
+        now = self.clock()
+        states: dict[str, SubjectState | None] = {}
+        where: dict[str, Any] = {}
+        dirty: dict[str, None] = {}  # ordered set of keys to write
+        alerts: list[Alert] = []
+        forwards: list[bundle.Entry] = []
+        last_ts: int | None = None
+        for item in items:
+            key = item.key
+            if key not in states:
+                raw = self.table.get(key, item.where)
+                states[key] = SubjectState.load(raw) if raw else None
+                where[key] = item.where
+            state = states[key]
+            if item.failure is None:  # a tick
+                if state is None:
+                    self.due.pop(key, None)
+                    continue
+                resolved = rules.tick(state, now, self.policy)
+                alerts += resolved
+                if not state.is_firing() and now - state.last_activity_wall > self._horizon:
+                    states[key] = None
+                    dirty[key] = None
+                elif resolved:
+                    dirty[key] = None
+                continue
+            if item.forward is not None:
+                forwards.append(item.forward)
+            if state is None:
+                state = states[key] = SubjectState(self.kind, key)
+            outcome = rules.apply(state, item.failure, now, self.policy)
+            self.metrics.seen(self.kind.value, outcome.reason)
+            last_ts = item.failure.ts
+            if outcome.counted:
+                dirty[key] = None
+                alerts += outcome.alerts
+        # 1. alerts acknowledged
+        await self.alerts.send(alerts)
+        self._log_alerts(alerts)
+        # 2. then each changed subject written once
+        for key in dirty:
+            self._write(key, states[key], where[key])
+        # 3. then (caller stage) every event forwarded
+        if self.forwarder is not None and forwards:
+            await self.forwarder.forward(forwards)
+        self.metrics.firing.labels(self.kind.value).set(len(self.due))
+        if last_ts is not None:
+            self.metrics.lag.labels(self.kind.value).set(max(0.0, (now - last_ts) / 1000))
+
+    def _write(self, key: str, state: SubjectState | None, where: Any) -> None:
+        if state is None:
+            self.table.delete(key, where)
+            self.due.pop(key, None)
+            self.metrics.deleted.labels(self.kind.value).inc()
+            return
+        self.table.set(key, state.dump(), where)
+        due = rules.next_due_ms(state, self.policy)
+        if due is None:
+            self.due.pop(key, None)
+        else:
+            self.due[key] = due
+
+    def _log_alerts(self, alerts: Sequence[Alert]) -> None:
+        for a in alerts:
+            self.metrics.alerts.labels(a.rule.value, a.status.value).inc()
+            log.info(
+                "alert %s %s %s caller=%s did=%s count=%d",
+                a.rule.value,
+                a.status.value,
+                a.severity.value,
+                self.mask(a.caller) if a.caller else None,
+                self.mask(a.did) if a.did else None,
+                a.count,
+            )
+
+    # --- wall clock ----------------------------------------------------------------------------
+    def rebuild_due(self) -> None:
+        """Rebuild the index of firing subjects from the table (after recovery or a rebalance)."""
+        self.due.clear()
+        resolve_min = min(self.policy.resolve_after_ms(sp) for sp in self.policy.specs(self.kind))
+        for key, value in self.table.items():
+            firing, last = rules.peek(value)
+            if firing:
+                self.due[key] = last + resolve_min
+        self._scan = None
+        self.metrics.firing.labels(self.kind.value).set(len(self.due))
+
+    def take_due(self, now: int) -> list[str]:
+        """Subjects whose alerts may resolve by ``now``, removed from the index (a tick re-adds them)."""
+        keys = [key for key, due in self.due.items() if due <= now]
+        for key in keys:
+            del self.due[key]
+        return keys
+
+    def collectable(self, now: int, limit: int) -> list[str]:
+        """Visit the next ``limit`` subjects of the local table (one pass of an iterator, resumed at every
+        call) and return those quiet beyond the horizon. Reading the value's prefix is enough."""
+        if self._scan is None:
+            self._scan = iter(self.table.items())
+        out = []
+        try:
+            for _ in range(limit):
+                key, value = next(self._scan)
+                if rules.collectable(value, now, self._horizon):
+                    out.append(key)
+        except StopIteration:
+            self._scan = None
+        return out
+
+    def restart_scan(self) -> None:
+        """Start the next pass over what this worker holds (its partitions changed)."""
+        self._scan = None
+
+    # --- queries -------------------------------------------------------------------------------
+    def describe(self, value: bytes, label: str) -> dict[str, Any]:
+        """The answer of the query API for one stored subject."""
+        state = SubjectState.load(value)
+        last = state.events[-1] if state.events else None
+        last_at = datetime.fromtimestamp(last.ts / 1000, tz=UTC) if last else None
+        return {
+            label: state.subject,
+            "retainedFailures": len(state.events),
+            "lastFailureAt": last_at.isoformat().replace("+00:00", "Z") if last_at else None,
+            "lastRequestId": last.rid if last else None,
+            "windows": rules.window_counts(state, self.policy),
+            "activeAlerts": [
+                {
+                    "rule": a.rule.value,
+                    "did": a.other,
+                    "severity": a.severity.value,
+                    "episode": a.episode,
+                    "fingerprint": rules.fingerprint(a.rule, state.subject, a.other),
+                    **{k: v for k, v in a.last.items() if k in ("count", "distinct")},
+                }
+                for a in state.alerts.values()
+                if a.firing
+            ],
+        }

@@ -1,0 +1,50 @@
+"""The worker's Prometheus metrics (one registry per app, so tests can build several)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+class StreamMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.events = Counter(
+            "bindwatch_stream_events",
+            "Events seen by stage and result (new, duplicate, too_late, invalid, ignored).",
+            ["stage", "result"],
+            registry=self.registry,
+        )
+        self.alerts = Counter(
+            "bindwatch_stream_alerts",
+            "Alerts emitted by rule and status.",
+            ["rule", "status"],
+            registry=self.registry,
+        )
+        self.lag = Gauge(
+            "bindwatch_stream_event_time_lag_seconds",
+            "Wall clock minus the occurrence time of the last event processed, by stage.",
+            ["stage"],
+            registry=self.registry,
+        )
+        self.deleted = Counter(
+            "bindwatch_stream_subjects_deleted",
+            "Quiet subjects removed from state.",
+            ["stage"],
+            registry=self.registry,
+        )
+        self.firing = Gauge(
+            "bindwatch_stream_firing_subjects",
+            "Subjects with a firing alert on this worker.",
+            ["stage"],
+            registry=self.registry,
+        )
+        self._seen: dict[tuple[str, str], Any] = {}
+
+    def seen(self, stage: str, result: str) -> None:
+        """Count one event of ``stage`` with ``result`` (the labelled child is cached: this is per event)."""
+        child = self._seen.get((stage, result))
+        if child is None:
+            child = self._seen[(stage, result)] = self.events.labels(stage, result)
+        child.inc()

@@ -1,0 +1,152 @@
+"""One test per Faust / mode internal that ``stream/compat.py`` relies on: each fails when an upgrade
+removes, renames or changes it. Run this file first when upgrading faust-streaming or mode-streaming."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import types
+from collections.abc import Iterator
+from typing import Any
+
+import faust
+import faust.streams
+import pytest
+from faust.transport.producer import ProducerBuffer
+
+import stream.app  # noqa: F401  (importing the app applies the fixes)
+from stream import compat
+
+
+@pytest.fixture
+def app() -> Iterator[faust.App]:
+    # No broker is contacted: an App connects only when started as a worker.
+    yield faust.App("compat-test", broker="kafka://127.0.0.1:1", store="memory://", value_serializer="raw")
+
+
+class Ev:
+    """Stands for a Faust event (``use_event`` keeps only a weak reference)."""
+
+
+def test_use_event_makes_the_event_fausts_current_event() -> None:
+    ev = Ev()
+
+    def run() -> Any:
+        assert faust.streams.current_event() is None
+        compat.use_event(ev)
+        return faust.streams.current_event()
+
+    assert contextvars.copy_context().run(run) is ev
+
+
+def test_use_raw_keys_makes_the_changelog_key_the_raw_number(app: faust.App) -> None:
+    table = app.Table("t", key_type=str, value_type=bytes, partitions=2)
+    assert table.changelog_topic.prepare_key("123", None, None)[0] == b'"123"'  # why it is needed
+    compat.use_raw_keys(table)
+    assert table.changelog_topic.prepare_key("123", None, None)[0] == b"123"
+    assert table.changelog_topic.get_topic_name() == "compat-test-t-changelog"
+
+
+def test_changelog_topic_name_is_the_one_faust_uses(app: faust.App) -> None:
+    table = app.Table("dids", key_type=str, value_type=bytes, partitions=2)
+    assert compat.changelog_topic_name(app.conf.id, "dids") == table.changelog_topic.get_topic_name()
+
+
+def test_crashed_agents_sees_an_actor_that_crashed(app: faust.App) -> None:
+    @app.agent(app.topic("x", value_type=bytes))
+    async def boom(events: Any) -> None:
+        async for value in events:
+            if value == b"crash":
+                raise RuntimeError("boom")
+
+    async def run() -> tuple[list[str], list[str]]:
+        app.finalize()
+        app.flow_control.resume()
+        async with boom.test_context() as agent:
+            holder = types.SimpleNamespace(agents={"boom": agent})
+            await agent.put(b"fine")
+            before = compat.crashed_agents(holder)
+            with pytest.raises(RuntimeError, match="boom"):
+                await agent.put(b"crash")
+            return before, compat.crashed_agents(holder)
+
+    assert asyncio.run(run()) == ([], ["boom"])
+
+
+def test_recovery_completed_reads_the_recovery_event(app: faust.App) -> None:
+    assert compat.recovery_completed(app) is False
+    app.tables.recovery.completed.set()  # what Recovery does once every table is restored
+    assert compat.recovery_completed(app) is True
+
+
+# --- the ProducerBuffer.flush fix ------------------------------------------------------------------
+class SlowBuffer:
+    """Sends one message every 0.3 s: slower than Faust's 100 ms give-up."""
+
+    def __init__(self, n: int) -> None:
+        self.size = n
+        self.state = "running"
+        self.message_sent = asyncio.Event()
+
+    async def sender(self) -> None:
+        while self.size:
+            await asyncio.sleep(0.3)
+            self.size -= 1
+            self.message_sent.set()
+
+
+def test_drain_waits_until_the_buffer_is_empty() -> None:
+    async def run() -> int:
+        buf = SlowBuffer(3)
+        task = asyncio.create_task(buf.sender())
+        await compat.drain(buf)
+        await task
+        return buf.size
+
+    assert asyncio.run(run()) == 0
+
+
+def test_unpatched_faust_flush_gives_up_early() -> None:
+    """Documents the defect: Faust's own flush_atmost returns with messages still buffered."""
+
+    async def run() -> int:
+        buf = SlowBuffer(3)
+        task = asyncio.create_task(buf.sender())
+        await ProducerBuffer.flush_atmost(buf, None)  # type: ignore[arg-type]
+        left = buf.size
+        task.cancel()
+        return left
+
+    assert asyncio.run(run()) > 0
+
+
+class SlowChannel:
+    def __init__(self) -> None:
+        self.published = 0
+
+    async def publish_message(self, fut: Any, wait: bool = False) -> None:
+        await asyncio.sleep(0.3)
+        self.published += 1
+
+
+def test_patched_flush_drains_a_real_producer_buffer(app: faust.App) -> None:
+    """The patch against Faust's own buffer: its ``size``, ``state``, ``message_sent`` and background sender."""
+
+    async def run() -> tuple[int, int]:
+        channel = SlowChannel()
+        buf = ProducerBuffer()
+        buf.app = app
+        await buf.start()
+        for _ in range(3):
+            buf.put(types.SimpleNamespace(message=types.SimpleNamespace(channel=channel)))  # type: ignore[arg-type]
+        await buf.flush()
+        left = buf.size
+        await buf.stop()
+        return left, channel.published
+
+    left, published = asyncio.run(run())
+    assert left == 0 and published >= 2  # the last one may still be in flight when the queue is empty
+
+
+def test_the_fix_is_installed() -> None:
+    assert ProducerBuffer.flush is compat.drain
