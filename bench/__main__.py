@@ -22,6 +22,7 @@ import orjson
 from bench import alert_bench, gateway_bench, report, services, stream_bench
 from bench.context import Ctx
 from bench.machine import describe
+from tests.support import procs
 
 BENCHMARKS: dict[str, Callable[[Ctx], dict[str, Any]]] = {
     "gateway_throughput": gateway_bench.gateway_throughput,
@@ -31,7 +32,7 @@ BENCHMARKS: dict[str, Callable[[Ctx], dict[str, Any]]] = {
     "stream_state": stream_bench.stream_state,
     "stream_scaling": stream_bench.stream_scaling,
 }
-RESULTS = services.ROOT / "bench" / "results"
+RESULTS = procs.ROOT / "bench" / "results"
 
 
 def main(argv: list[str] | None = None) -> int:
