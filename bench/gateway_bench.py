@@ -23,7 +23,7 @@ def _topics(ctx: Ctx, run: str) -> tuple[str, str]:
 
 def _step(ctx: Ctx, gw: procs.Service, c: int, seconds: int, tag: str) -> dict[str, Any]:
     meter = ctx.meter(gateway=gw)
-    r = load.wrk(gw.url(""), connections=c, seconds=seconds, tag=tag, token=TOKEN)
+    r: dict[str, Any] = load.wrk(gw.url(""), connections=c, seconds=seconds, tag=tag, token=TOKEN)
     r["cpu_cores"] = cpu = meter.read()
     cpu["others"] = round(max(0.0, cpu["others"] - r["loadgen_cores"]), 2)  # wrk is reported on its own
     r["gateway_us_per_200"] = per_unit_us(cpu["gateway"], r["ok_rps"])
@@ -147,7 +147,7 @@ def gateway_latency(ctx: Ctx) -> dict[str, Any]:
             workload.write_vegeta_targets(targets, url, pushes)
             meter = ctx.meter(gateway=gw)
             shots = load.vegeta(targets, rate=rate, seconds=seconds, out=ctx.out / f"vegeta-{rate}.bin")
-            step = load.latency_summary(shots, rate, seconds)
+            step: dict[str, Any] = load.latency_summary(shots, rate, seconds)
             step["cpu_cores"] = cpu = meter.read()
             step["gateway_us_per_200"] = per_unit_us(cpu["gateway"], step["ok_200"] / seconds)
             steps.append(step)

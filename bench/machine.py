@@ -51,7 +51,7 @@ def describe(broker: Broker) -> dict[str, Any]:
         platform.processor(),
     )
     mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
-    versions = {}
+    versions: dict[str, str | None] = {}
     for p in PACKAGES:
         try:
             versions[p] = metadata.version(p)

@@ -21,25 +21,33 @@ from tests.reliability.conftest import PROFILE, Rig
 from tests.support import procs
 from tests.support.events import expected
 from tests.support.kafka import consume
-from tests.support.nxcloud import Simulator, run_in_thread
+from tests.support.nxcloud import Ledger, Simulator, run_in_thread
 
 pytestmark = pytest.mark.integration
 
 
-def run_scenario(rig: Rig, name: str, fault: Callable[[], None], seed: int, **sim_kw: object) -> None:
+def run_scenario(
+    rig: Rig,
+    name: str,
+    fault: Callable[[], None],
+    seed: int,
+    duplicate_share: float = 0.0,
+    duplicate_delay: float = 0.0,
+) -> None:
     sim = Simulator(
         rig.push_url,
         rig.env["BINDWATCH_PUSH_TOKENS"],
         rate=PROFILE["rate"],
         duration=PROFILE["load"],
         seed=seed,
-        **sim_kw,
-    )  # type: ignore[arg-type]
+        duplicate_share=duplicate_share,
+        duplicate_delay=duplicate_delay,
+    )
     started = time.monotonic()
     thread, ledger = run_in_thread(sim)
     time.sleep(PROFILE["load"] / 3)
     fault()
-    thread.join(timeout=PROFILE["load"] + 60 * 11 + float(sim_kw.get("duplicate_delay", 0)))  # type: ignore[arg-type]
+    thread.join(timeout=PROFILE["load"] + 60 * 11 + duplicate_delay)
     assert not thread.is_alive(), "the simulator did not finish in its bound"
     rig.ledgers.append(ledger)
     row = verify(rig, name, ledger)
@@ -52,7 +60,7 @@ def run_scenario(rig: Rig, name: str, fault: Callable[[], None], seed: int, **si
     assert row["duplicate_firing"] == 0, row
 
 
-def verify(rig: Rig, name: str, ledger: object) -> dict[str, object]:
+def verify(rig: Rig, name: str, ledger: Ledger) -> dict[str, object]:
     accepted = {rid for lg in rig.ledgers for rid in lg.accepted}
     topic = rig.env["BINDWATCH_EVENTS_TOPIC"]
     records = consume(
@@ -63,7 +71,7 @@ def verify(rig: Rig, name: str, ledger: object) -> dict[str, object]:
     )
     seen: dict[str, BindingFailureEvent] = {}
     for r in records:
-        ev = decode(BindingFailureEvent, r.value)
+        ev = decode(BindingFailureEvent, r.payload)
         seen.setdefault(ev.requestId, ev)
     lost = accepted - set(seen)
     distinct = list(seen.values())
@@ -87,15 +95,15 @@ def verify(rig: Rig, name: str, ledger: object) -> dict[str, object]:
     under = sum(max(0, w - g) for w, g in got.values())
 
     alert_recs = consume(rig.broker.bootstrap, rig.env["BINDWATCH_ALERTS_TOPIC"], timeout=4)
-    alerts = [decode(Alert, r.value) for r in alert_recs]
+    alerts = [decode(Alert, r.payload) for r in alert_recs]
     by_id = {a.alertId: a for a in alerts}
-    got_firing = Counter(
+    got_firing: Counter[tuple[str, str, str]] = Counter(
         (a.fingerprint, a.status.value, a.severity.value) for a in by_id.values() if a.status.value == "firing"
     )
     first_firing = Counter(
         a.fingerprint for a in by_id.values() if a.status.value == "firing" and a.severity.value == "warning"
     )
-    s = ledger.summary()  # type: ignore[attr-defined]
+    s = ledger.summary()
     return {
         "scenario": name,
         "rate": PROFILE["rate"],

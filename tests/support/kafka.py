@@ -82,6 +82,12 @@ class Rec:
     headers: dict[str, bytes]
     timestamp: int
 
+    @property
+    def payload(self) -> bytes:
+        """The value; a tombstone (no value) where a test expects one fails it, saying where."""
+        assert self.value is not None, f"a tombstone at {self.topic}[{self.partition}]@{self.offset}"
+        return self.value
+
 
 def reader(bootstrap: str, topic: str, **options: Any) -> AIOKafkaConsumer:
     """A consumer of every partition of ``topic`` from its start, in no group (nothing is committed);

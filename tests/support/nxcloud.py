@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -115,10 +116,8 @@ class Simulator:
         return self.ledger
 
 
-def run_in_thread(sim: Simulator) -> tuple[object, Ledger]:
+def run_in_thread(sim: Simulator) -> tuple[threading.Thread, Ledger]:
     """Start the simulator in a thread (so a test can inject faults meanwhile); returns (thread, ledger)."""
-    import threading
-
     t = threading.Thread(target=lambda: asyncio.run(sim.run()), name="nxcloud-simulator", daemon=True)
     t.start()
     return t, sim.ledger

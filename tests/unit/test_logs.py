@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from mode.utils.logging import setup_logging
+from pydantic import SecretStr
 
 from gateway.app import PUSH_PATH, create_app
 from gateway.config import GatewaySettings
@@ -109,7 +110,7 @@ def test_an_unknown_level_is_refused_with_the_accepted_ones() -> None:
 
 
 def test_gateway_logs_its_pushes_and_uvicorns_lines_as_json(capsys: pytest.CaptureFixture[str]) -> None:
-    settings = GatewaySettings(push_tokens="t0k3n", log_level="INFO")  # type: ignore[arg-type]
+    settings = GatewaySettings(push_tokens=SecretStr("t0k3n"), log_level="INFO")
     configure_logging(settings.log_level, mask_numbers=settings.mask_numbers_in_logs)
     logging.getLogger("uvicorn.error").info("Started server process", extra={"color_message": "\x1b[1mStarted"})
     logging.getLogger("uvicorn.access").info("GET /?token=t0k3n")  # disabled: it would print the token
