@@ -1,8 +1,9 @@
 """``python -m bench [--quick] [names...]`` (use bench/run.sh, which installs the tools first).
 
 Starts its own broker on 127.0.0.1:19592 (or ``BENCH_KAFKA_PORT``) unless KAFKA_BOOTSTRAP_SERVERS is given, runs
-the chosen benchmarks in order, and writes ``results.json``, ``results.md`` and PNG plots to ``bench/results/<time>-<mode>/``
-(also copied to ``bench/results/latest.*``). A benchmark that fails is recorded as failed; the rest still run.
+the chosen benchmarks in order, and writes ``results.json``, ``results.md`` and PNG plots to
+``bench/results/<time>-<mode>/`` (also copied to ``bench/results/latest.*``). A benchmark that fails is recorded
+as failed; the rest still run.
 """
 
 from __future__ import annotations
