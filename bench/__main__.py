@@ -1,8 +1,9 @@
 """``python -m bench [--quick] [names...]`` (use bench/run.sh, which installs the tools first).
 
-Starts its own broker on 127.0.0.1:19592 unless KAFKA_BOOTSTRAP_SERVERS is given, runs the chosen benchmarks
-in order, and writes ``results.json``, ``results.md`` and PNG plots to ``bench/results/<time>-<mode>/``
-(also copied to ``bench/results/latest.*``). A benchmark that fails is recorded as failed; the rest still run.
+Starts its own broker on 127.0.0.1:19592 (or ``BENCH_KAFKA_PORT``) unless KAFKA_BOOTSTRAP_SERVERS is given, runs
+the chosen benchmarks in order, and writes ``results.json``, ``results.md`` and PNG plots to
+``bench/results/<time>-<mode>/`` (also copied to ``bench/results/latest.*``). A benchmark that fails is recorded
+as failed; the rest still run.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import orjson
 from bench import alert_bench, gateway_bench, report, services, stream_bench
 from bench.context import Ctx
 from bench.machine import describe
+from tests.support import procs
 
 BENCHMARKS: dict[str, Callable[[Ctx], dict[str, Any]]] = {
     "gateway_throughput": gateway_bench.gateway_throughput,
@@ -31,7 +33,7 @@ BENCHMARKS: dict[str, Callable[[Ctx], dict[str, Any]]] = {
     "stream_state": stream_bench.stream_state,
     "stream_scaling": stream_bench.stream_scaling,
 }
-RESULTS = services.ROOT / "bench" / "results"
+RESULTS = procs.ROOT / "bench" / "results"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from bench.context import TOKEN, Ctx
 from bench.stream_bench import crashes, stage_counts
 from gateway.app import PUSH_PATH
 from schemas import AlertStatus
+from tests.support import kafka, procs
 
 
 def _latencies(shots: list[load.Shot], alerts: list[tuple[float, Any]]) -> dict[str, list[float]]:
@@ -55,13 +56,13 @@ def push_to_alert(ctx: Ctx) -> dict[str, Any]:
     run = kafka_io.tag("p2a")
     s = kafka_io.stream_settings(ctx.bootstrap, run)
     kafka_io.setup(s)
-    env = kafka_io.env_of(s)
+    env = kafka.env_of(s)
     gw = services.gateway(
         ctx.gateway_env(s.events_topic, s.dlq_topic), ctx.logs, workers=2, baseline=False, name="gateway-p2a"
     )
     wk = services.worker({**env, "BINDWATCH_DATA_DIR": str(ctx.out / "state" / "worker-p2a")}, ctx.logs, "worker-p2a")
     steps = []
-    with services.running(wk, gw, timeout=180):
+    with procs.running(wk, gw, timeout=180):
         url = gw.url(f"{PUSH_PATH}?token={TOKEN}")
         sent_total = 0
         for series, rate in enumerate(rates):
@@ -100,7 +101,7 @@ def push_to_alert(ctx: Ctx) -> dict[str, Any]:
 
 
 async def _phase(
-    ctx: Ctx, alerts_topic: str, wk: services.Proc, targets: Any, rate: int, seconds: int, before: int
+    ctx: Ctx, alerts_topic: str, wk: procs.Service, targets: Any, rate: int, seconds: int, before: int
 ) -> tuple[list[load.Shot], list[tuple[float, Any]], float | None]:
     watcher = kafka_io.AlertWatcher(ctx.bootstrap, alerts_topic)
     await watcher.start()

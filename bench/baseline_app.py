@@ -19,7 +19,7 @@ from gateway.publisher import MemoryPublisher
 def create() -> FastAPI:
     """Factory uvicorn calls in every worker process, like ``gateway.app:production_app``."""
     settings = get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, mask_numbers=settings.mask_numbers_in_logs)
     return create_app(settings, MemoryPublisher(keep=False))
 
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.services import Broker, CpuMeter, Proc, total_cpu_busy
+from bench.services import Broker, CpuMeter, total_cpu_busy
+from tests.support.procs import Service
 
 TOKEN = "bench-token-0123456789abcdef"
 
@@ -42,7 +43,7 @@ class Ctx:
             "BINDWATCH_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "INFO"),
         }
 
-    def meter(self, **procs: Proc | list[int]) -> Meter:
+    def meter(self, **procs: Service | list[int]) -> Meter:
         groups: dict[str, list[int]] = {}
         for name, p in procs.items():
             groups[name] = p if isinstance(p, list) else p.pids()

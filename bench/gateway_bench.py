@@ -11,6 +11,7 @@ from typing import Any
 from bench import kafka_io, load, profiling, services, workload
 from bench.context import TOKEN, Ctx, per_unit_us
 from gateway.app import PUSH_PATH
+from tests.support import procs
 
 
 def _topics(ctx: Ctx, run: str) -> tuple[str, str]:
@@ -20,9 +21,9 @@ def _topics(ctx: Ctx, run: str) -> tuple[str, str]:
     return s.events_topic, s.dlq_topic
 
 
-def _step(ctx: Ctx, gw: services.Proc, c: int, seconds: int, tag: str) -> dict[str, Any]:
+def _step(ctx: Ctx, gw: procs.Service, c: int, seconds: int, tag: str) -> dict[str, Any]:
     meter = ctx.meter(gateway=gw)
-    r = load.wrk(gw.url(""), connections=c, seconds=seconds, tag=tag, token=TOKEN)
+    r: dict[str, Any] = load.wrk(gw.url(""), connections=c, seconds=seconds, tag=tag, token=TOKEN)
     r["cpu_cores"] = cpu = meter.read()
     cpu["others"] = round(max(0.0, cpu["others"] - r["loadgen_cores"]), 2)  # wrk is reported on its own
     r["gateway_us_per_200"] = per_unit_us(cpu["gateway"], r["ok_rps"])
@@ -66,7 +67,7 @@ def gateway_throughput(ctx: Ctx) -> dict[str, Any]:
             ),
         }
         raw: dict[str, list[dict[str, Any]]] = {k: [] for k in gws}
-        with services.running(*gws.values(), timeout=60):
+        with procs.running(*gws.values(), timeout=60):
             for rnd in range(rounds):
                 for c in conns:
                     order = list(gws) if (rnd + c) % 2 == 0 else list(reversed(gws))
@@ -105,7 +106,7 @@ def gateway_throughput(ctx: Ctx) -> dict[str, Any]:
     }
 
 
-def _profile(ctx: Ctx, gw: services.Proc, run: str, seconds: int) -> dict[str, Any]:
+def _profile(ctx: Ctx, gw: procs.Service, run: str, seconds: int) -> dict[str, Any]:
     """py-spy on every gateway process while wrk saturates it (64 connections); not part of the measured steps."""
     import threading
 
@@ -138,7 +139,7 @@ def gateway_latency(ctx: Ctx) -> dict[str, Any]:
     gw = services.gateway(ctx.gateway_env(events, dlq), ctx.logs, workers=workers, baseline=False, name="gateway-lat")
     steps = []
     series: dict[str, list[float]] = {}
-    with services.running(gw, timeout=60):
+    with procs.running(gw, timeout=60):
         url = gw.url(f"{PUSH_PATH}?token={TOKEN}")
         for rate in rates:
             pushes = workload.push_mix(rate * seconds, f"{run}-r{rate}", datetime.now(UTC), rate)
@@ -146,7 +147,7 @@ def gateway_latency(ctx: Ctx) -> dict[str, Any]:
             workload.write_vegeta_targets(targets, url, pushes)
             meter = ctx.meter(gateway=gw)
             shots = load.vegeta(targets, rate=rate, seconds=seconds, out=ctx.out / f"vegeta-{rate}.bin")
-            step = load.latency_summary(shots, rate, seconds)
+            step: dict[str, Any] = load.latency_summary(shots, rate, seconds)
             step["cpu_cores"] = cpu = meter.read()
             step["gateway_us_per_200"] = per_unit_us(cpu["gateway"], step["ok_200"] / seconds)
             steps.append(step)

@@ -6,123 +6,46 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import AIOKafkaConsumer
 
 from bench.workload import Record
 from schemas import Alert, BindingFailureEvent, decode
 from schemas.topics import HEADER_REQUEST_ID
-from stream.admin import create_topics
 from stream.config import StreamSettings
+from tests.support import kafka
 
 PARTITIONS = 8
 
 
 def tag(prefix: str) -> str:
-    return f"bench-{prefix}-{uuid.uuid4().hex[:8]}"
+    return kafka.unique(f"bench-{prefix}")
 
 
 def stream_settings(bootstrap: str, run: str, events_topic: str | None = None) -> StreamSettings:
     """Topic names and app id of one run (a shared events topic may be passed: several apps read one backlog)."""
-    return StreamSettings(
-        kafka_bootstrap_servers=bootstrap,
-        events_topic=events_topic or f"{run}.events",
-        dlq_topic=f"{run}.dlq",
-        by_did_topic=f"{run}.by-did",
-        alerts_topic=f"{run}.alerts",
-        app_id=f"{run}-app",
-        partitions=PARTITIONS,
-    )
-
-
-def env_of(s: StreamSettings) -> dict[str, str]:
-    return {
-        "KAFKA_BOOTSTRAP_SERVERS": s.kafka_bootstrap_servers,
-        "BINDWATCH_EVENTS_TOPIC": s.events_topic,
-        "BINDWATCH_DLQ_TOPIC": s.dlq_topic,
-        "BINDWATCH_BY_DID_TOPIC": s.by_did_topic,
-        "BINDWATCH_ALERTS_TOPIC": s.alerts_topic,
-        "BINDWATCH_APP_ID": s.app_id,
-        "BINDWATCH_PARTITIONS": str(s.partitions),
-    }
+    return kafka.Names(run).settings(bootstrap, PARTITIONS, events_topic)
 
 
 def setup(s: StreamSettings) -> None:
-    """The project's topics, plus the tables' changelogs (see ``_changelogs``)."""
-    asyncio.run(create_topics(s))
-    asyncio.run(_changelogs(s))
-
-
-async def _changelogs(s: StreamSettings) -> None:
-    """Create ``<app id>-{callers,dids}-changelog`` before the worker starts, as Faust would (compacted, one
-    partition per table partition). stream.admin does not create them; when Faust creates them itself at start-up,
-    its metadata can still lack them at the first table write and the agent crashes with PartitionsMismatch
-    ("changelog topic ... has 0 partitions") while /readyz keeps answering 200 (seen in 1 of 6 worker starts).
-    """
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap_servers, request_timeout_ms=30_000)
-    await asyncio.wait_for(admin.start(), 30)
-    try:
-        existing = set(await asyncio.wait_for(admin.list_topics(), 30))
-        wanted = [
-            NewTopic(name, s.partitions, s.replication_factor, topic_configs={"cleanup.policy": "compact"})
-            for name in (f"{s.app_id}-callers-changelog", f"{s.app_id}-dids-changelog")
-            if name not in existing
-        ]
-        if wanted:
-            await asyncio.wait_for(admin.create_topics(wanted), 30)
-    finally:
-        await asyncio.wait_for(admin.close(), 30)
+    """The project's topics, the tables' changelogs included (stream.admin creates them before a worker starts)."""
+    kafka.create(s)
 
 
 # --- producing a backlog --------------------------------------------------------------------------------
-async def _produce(bootstrap: str, topic: str, records: Iterable[Record]) -> int:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks=1,
-        linger_ms=20,
-        max_batch_size=512 * 1024,
-        max_request_size=4 * 1024 * 1024,
-        client_id="bindwatch-bench-backlog",
-    )
-    await asyncio.wait_for(producer.start(), 30)
-    n = 0
-    pending: list[asyncio.Future[object]] = []
-    try:
-        for key, value, ts, headers in records:
-            # send() only appends to a batch (it waits only when the buffer is full); acks are checked per chunk.
-            pending.append(await producer.send(topic, value, key=key, timestamp_ms=ts, headers=headers))
-            n += 1
-            if len(pending) >= 50_000:
-                await asyncio.wait_for(asyncio.gather(*pending), 120)
-                pending = []
-        await asyncio.wait_for(asyncio.gather(*pending), 120)
-    finally:
-        await asyncio.wait_for(producer.stop(), 60)
-    return n
-
-
 def produce(bootstrap: str, topic: str, records: Iterable[Record]) -> dict[str, float]:
     t0 = time.monotonic()
-    n = asyncio.run(_produce(bootstrap, topic, records))
+    options = {**kafka.FAST_PRODUCER, "client_id": "bindwatch-bench-backlog"}
+    n = kafka.produce(bootstrap, topic, records, options)
     dt = time.monotonic() - t0
     return {"records": n, "seconds": round(dt, 2), "records_per_s": round(n / dt)}
 
 
 # --- the plain-consumer baseline --------------------------------------------------------------------------
 async def _plain_consume(bootstrap: str, topic: str, n: int, timeout: float) -> dict[str, float]:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-        max_poll_records=10_000,
-        client_id="bindwatch-bench-plain",
-    )
+    consumer = kafka.reader(bootstrap, topic, max_poll_records=10_000, client_id="bindwatch-bench-plain")
     t_start = time.monotonic()
     await asyncio.wait_for(consumer.start(), 30)
     seen = 0
@@ -155,14 +78,7 @@ def plain_consume(bootstrap: str, topic: str, n: int, timeout: float) -> dict[st
 
 # --- what is on a topic ---------------------------------------------------------------------------------
 async def _topic_census(bootstrap: str, topic: str, timeout: float) -> dict[str, int]:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-        max_poll_records=20_000,
-    )
+    consumer = kafka.reader(bootstrap, topic, max_poll_records=20_000)
     await asyncio.wait_for(consumer.start(), 30)
     try:
         tps = sorted(consumer.assignment())  # without a group: every partition of the topic
@@ -200,12 +116,9 @@ class AlertWatcher:
     _task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._consumer = AIOKafkaConsumer(
+        self._consumer = kafka.reader(
+            self.bootstrap,
             self.topic,
-            bootstrap_servers=self.bootstrap,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            group_id=None,
             fetch_max_wait_ms=5,  # read an alert as soon as it is there
             client_id="bindwatch-bench-alerts",
         )

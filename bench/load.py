@@ -17,7 +17,7 @@ from pathlib import Path
 
 import orjson
 
-from bench.services import ROOT
+from tests.support.procs import ROOT
 
 LUA = ROOT / "bench" / "push.lua"
 _RFC3339 = re.compile(r"^(?P<head>[^.Z+]+?)(?:\.(?P<frac>\d+))?(?P<zone>Z|[+-]\d\d:\d\d)?$")

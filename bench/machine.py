@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import load
-from bench.services import ROOT, Broker
+from bench.services import Broker
+from tests.support.procs import ROOT
 
 PACKAGES = (
     "fastapi",
@@ -50,7 +51,7 @@ def describe(broker: Broker) -> dict[str, Any]:
         platform.processor(),
     )
     mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
-    versions = {}
+    versions: dict[str, str | None] = {}
     for p in PACKAGES:
         try:
             versions[p] = metadata.version(p)
@@ -64,7 +65,7 @@ def describe(broker: Broker) -> dict[str, Any]:
         "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
         "python": platform.python_version(),
         "kafka": (ROOT / "scripts" / "KAFKA_VERSION").read_text().strip(),
-        "broker": broker.bootstrap + (" (started by bench, scripts/kafka.sh)" if broker.started else " (given)"),
+        "broker": broker.bootstrap + (" (started by bench, scripts/kafka.sh)" if broker.local else " (given)"),
         "java": _first_line(["java", "-version"]),
         "wrk": _first_line([load.wrk_bin(), "--version"]),
         "vegeta": _first_line([load.vegeta_bin(), "-version"]),

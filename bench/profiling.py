@@ -9,7 +9,7 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
-from bench.services import VENV_BIN
+from tests.support.procs import VENV_BIN
 
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^():]+)(?::\d+)?\)$")
 _PROCESS = re.compile(r'^(?:process \d+:".*?";)+')  # --subprocesses: 'process PID:"cmdline";' (may hold ';')

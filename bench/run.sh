@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Run the benchmarks (issue #6): bench/run.sh [--quick] [--events N] [name ...]
 # Installs what they need (pinned: bench/requirements.txt into .venv; wrk from apt; vegeta with go install into
-# .tools/bin), starts a broker on 127.0.0.1:19592 unless KAFKA_BOOTSTRAP_SERVERS is set, and writes results to
-# bench/results/<time>-<mode>/ (git-ignored). Load goes to 127.0.0.1 only. See bench/README.md.
+# .tools/bin), starts a broker on 127.0.0.1:19592 (BENCH_KAFKA_PORT to change) unless KAFKA_BOOTSTRAP_SERVERS is
+# set, and writes results to bench/results/<time>-<mode>/ (git-ignored). Load goes to 127.0.0.1 only. See bench/README.md.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"

@@ -16,15 +16,16 @@ from aiokafka import AIOKafkaProducer
 from bench import kafka_io, profiling, services, workload
 from bench.context import Ctx, per_unit_us
 from stream.config import StreamSettings
+from tests.support import kafka, procs
 
 _LABELS = re.compile(r'(\w+)="([^"]*)"')
 
 
-def stage_counts(workers: list[services.Proc]) -> dict[str, float]:
+def stage_counts(workers: list[procs.Service]) -> dict[str, float]:
     """Events seen per stage (every result: new, duplicate, ...), summed over the workers' /metrics."""
     out = {"caller": 0.0, "did": 0.0}
     for w in workers:
-        status, body = services.http_get(w.url("/metrics"), timeout=5)
+        status, body = procs.http_get(w.url("/metrics"), timeout=5)
         if status != 200:
             continue
         for line in body.decode().splitlines():
@@ -35,7 +36,7 @@ def stage_counts(workers: list[services.Proc]) -> dict[str, float]:
     return out
 
 
-def crashes(workers: list[services.Proc]) -> list[str]:
+def crashes(workers: list[procs.Service]) -> list[str]:
     """Faust agents that crashed (the worker process lives on and /readyz still answers 200)."""
     out = []
     for w in workers:
@@ -48,7 +49,7 @@ def _drain_timeout(n: int) -> float:
     return 90 + n / 250  # bounded, yet generous for a worker far below target speed
 
 
-def _wait_drained(ws: list[services.Proc], n: int, timeout: float) -> dict[str, Any]:
+def _wait_drained(ws: list[procs.Service], n: int, timeout: float) -> dict[str, Any]:
     """Poll /metrics twice a second until both stages saw ``n`` events. Times are from the first event seen."""
     t0 = time.monotonic()
     t_first: float | None = None
@@ -80,8 +81,8 @@ def _wait_drained(ws: list[services.Proc], n: int, timeout: float) -> dict[str, 
     }
 
 
-def _workers(ctx: Ctx, s: StreamSettings, count: int, prefix: str) -> list[services.Proc]:
-    env = kafka_io.env_of(s)
+def _workers(ctx: Ctx, s: StreamSettings, count: int, prefix: str) -> list[procs.Service]:
+    env = kafka.env_of(s)
     return [
         services.worker(
             {**env, "BINDWATCH_DATA_DIR": str(ctx.out / "state" / f"{prefix}-{i}")}, ctx.logs, f"{prefix}-{i}"
@@ -95,7 +96,7 @@ def _drain(ctx: Ctx, events_topic: str, n: int, count: int) -> tuple[dict[str, A
     s = kafka_io.stream_settings(ctx.bootstrap, kafka_io.tag(f"st{count}w"), events_topic)
     kafka_io.setup(s)
     ws = _workers(ctx, s, count, f"worker-{count}w")
-    with services.running(*ws, timeout=180):
+    with procs.running(*ws, timeout=180):
         meter = ctx.meter(workers=[p for w in ws for p in w.pids()])
         res = _wait_drained(ws, n, _drain_timeout(n))
         res["cpu_cores"] = cpu = meter.read()
@@ -183,7 +184,7 @@ def stream_state(ctx: Ctx) -> dict[str, Any]:
 # --- processed rate against offered rate --------------------------------------------------------------------
 async def _offer(bootstrap: str, topic: str, records: list[workload.Record], rate: int) -> dict[str, float]:
     """Send ``records`` at ``rate`` per second (open loop: 50 ticks a second, whatever the worker does)."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **kafka.SAFE_PRODUCER)
     await asyncio.wait_for(producer.start(), 30)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
@@ -214,7 +215,7 @@ def stream_scaling(ctx: Ctx) -> dict[str, Any]:
     [w] = _workers(ctx, s, 1, "worker-scale")
     steps = []
     total = 0
-    with services.running(w, timeout=180):
+    with procs.running(w, timeout=180):
         for rate in rates:
             recs = list(workload.backlog(rate * seconds, f"{run}-r{rate}", first=total))
             before = stage_counts([w])
@@ -238,7 +239,7 @@ def stream_scaling(ctx: Ctx) -> dict[str, Any]:
     return {"seconds_per_step": seconds, "steps": steps, "profile": prof, "agent_crashes": crashes([w])}
 
 
-def _profile_worker(ctx: Ctx, s: StreamSettings, w: services.Proc, run: str) -> dict[str, Any]:
+def _profile_worker(ctx: Ctx, s: StreamSettings, w: procs.Service, run: str) -> dict[str, Any]:
     secs = ctx.pick(20, 12)
     kafka_io.produce(ctx.bootstrap, s.events_topic, workload.backlog(secs * 1500, f"{run}-prof", first=10**7))
     out = ctx.out / "profile-worker.txt"

@@ -7,16 +7,15 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
 
-from schemas import BindingFailureEvent, encode
-from schemas.codec import headers as record_headers
+from tests.support.events import NXCLOUD_ZONE, event, push, record
+from tests.support.kafka import Headers
 
-NXCLOUD_ZONE = timezone(timedelta(hours=8))
-Record = tuple[bytes, bytes, int, list[tuple[str, bytes]]]  # key, value, timestamp ms, headers
+Record = tuple[bytes, bytes, int, Headers]  # key, value, timestamp ms, headers
 
 
 @dataclass(frozen=True)
@@ -30,18 +29,7 @@ class Push:
 
 def push_body(p: Push) -> bytes:
     """An NXCLOUD push as it arrives over HTTP (zone-less local occurrence time, like the vendor sends)."""
-    return orjson.dumps(
-        {
-            "code": 10013,
-            "msg": "binding not exist",
-            "requestId": p.rid,
-            "data": {
-                "action": "queryAXB",
-                "requestParams": {"caller": p.caller, "did": p.did},
-                "occurrenceTime": p.at.astimezone(NXCLOUD_ZONE).strftime("%Y-%m-%d %H:%M:%S"),
-            },
-        }
-    )
+    return orjson.dumps(push(p.rid, p.caller, p.did, p.at))
 
 
 def push_mix(n: int, tag: str, start: datetime, rate: float, series: int = 0) -> list[Push]:
@@ -122,18 +110,4 @@ def backlog(n: int, tag: str, span: timedelta = timedelta(minutes=30), first: in
             caller, did = f"8543{i:09d}", f"8544{first:09d}{(j // 20) % shape.hot_dids:07d}"
         else:
             caller, did = f"8545{i:09d}", f"8546{i:09d}"
-        ev = BindingFailureEvent(
-            requestId=f"{tag}-{i}",
-            code=10013,
-            msg="binding not exist",
-            action="queryAXB",
-            caller=caller,
-            callerRaw=caller,
-            did=did,
-            didRaw=did,
-            occurredAt=at,
-            occurrenceTimeRaw=at.astimezone(NXCLOUD_ZONE).strftime("%Y-%m-%d %H:%M:%S"),
-            occurrenceTimeZone="+08:00",
-            receivedAt=now,
-        )
-        yield caller.encode(), encode(ev), int(at.timestamp() * 1000), record_headers(ev, ev.requestId)
+        yield record(event(f"{tag}-{i}", caller, did, at, zone=NXCLOUD_ZONE, received=now))

@@ -409,5 +409,5 @@ def production_app() -> FastAPI:
     from gateway.observability import configure_logging
 
     settings = get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, mask_numbers=settings.mask_numbers_in_logs)
     return create_app(settings)

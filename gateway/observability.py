@@ -1,12 +1,10 @@
 """Metrics (Prometheus) and structured logs. No phone number or token is ever a label or logged in clear."""
 
 import logging
-import sys
-import time
-from typing import Any
 
-import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from schemas import logs
 
 OUTCOMES = (
     "accepted",
@@ -67,30 +65,10 @@ class GatewayMetrics:
         )
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line; ``extra={'fields': {...}}`` adds structured fields."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            doc.update(fields)
-        if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(doc, default=str).decode()
-
-
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+def configure_logging(level: str, *, mask_numbers: bool = True) -> None:
+    """JSON lines on stdout for this process (``schemas.logs``): ours and uvicorn's, which propagate to the root
+    logger since ``python -m gateway`` gives uvicorn no logging config of its own."""
+    logs.configure(level, mask_numbers=mask_numbers)
     # uvicorn's access log prints the query string, which carries the push token: never enable it.
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("uvicorn.access").propagate = False

@@ -1,15 +1,42 @@
 #!/usr/bin/env bash
-# The whole test suite: install (pinned), lint, type-check, unit and integration tests on a real broker.
-# The broker comes from KAFKA_BOOTSTRAP_SERVERS, else testcontainers (Docker), else scripts/kafka.sh.
-# Extra arguments go to pytest (e.g. scripts/test.sh tests/unit -x).
+# The test suite (what CI runs, .ci/run): install (pinned), then
+#   scripts/test.sh                 everything: ruff, mypy (strict, tests and bench included), every tier of pytest
+#   scripts/test.sh tests/unit      one tier (or file, or node id): pytest on it only, no lint, no type-check.
+# Extra arguments go to pytest (e.g. scripts/test.sh tests/unit -x). Lint and type-check belong to the whole run:
+# a single tier is for a fast answer while working (run `scripts/test.sh` before pushing).
+# Go (to build kustomize) is needed only when the deployment tier (tests/deploy) is among what runs; a broker only
+# when the integration or reliability tier is: KAFKA_BOOTSTRAP_SERVERS, else testcontainers (Docker), else
+# scripts/kafka.sh.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 start=$SECONDS
+
+# Which paths did the arguments select? Arguments that name no existing path (options, their values) do not count.
+paths=()
+for arg in "$@"; do
+  [[ $arg == -* ]] && continue
+  candidate=${arg%%::*}
+  [ -e "$candidate" ] && paths+=("$(realpath -m "$candidate")")
+done
+deploy=$ROOT/tests/deploy
+needs_tools=0
+if [ ${#paths[@]} -eq 0 ]; then
+  needs_tools=1 # no path: pytest runs every tier
+else
+  for p in "${paths[@]}"; do
+    if [[ $deploy == "$p" || $deploy == "$p"/* || $p == "$deploy"/* ]]; then needs_tools=1; fi
+  done
+fi
+
 scripts/bootstrap.sh
-scripts/install-tools.sh  # kustomize for the deployment checks (tests/deploy); only the tests need Go
-echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
-echo "== mypy"; .venv/bin/mypy
+if [ $needs_tools -eq 1 ]; then
+  scripts/install-tools.sh # kustomize for the deployment checks (tests/deploy)
+fi
+if [ ${#paths[@]} -eq 0 ]; then
+  echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
+  echo "== mypy"; .venv/bin/mypy
+fi
 echo "== pytest"
 .venv/bin/pytest "$@"
 echo "test.sh: all checks passed in $((SECONDS - start))s"

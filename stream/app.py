@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from schemas import Alert, BindingFailureEvent, decode, encode
 from schemas.codec import headers as record_headers
 from schemas.numbers import mask_number, normalise_number
-from stream import bundle, compat, rules
+from stream import bundle, compat, logs, rules
 from stream.config import StreamSettings, get_settings
 from stream.core import BundleForwarder, Item, StageCore
 from stream.metrics import StreamMetrics
@@ -129,6 +129,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         broker_session_timeout=s.session_timeout_seconds,
         broker_heartbeat_interval=min(3.0, s.session_timeout_seconds / 3),
         consumer_group_instance_id=s.group_instance_id,
+        logging_config=logs.logging_config(s),  # JSON lines at BINDWATCH_LOG_LEVEL: see stream.logs
     )
     app.bindwatch_metrics = metrics  # type: ignore[attr-defined]
 

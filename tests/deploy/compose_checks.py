@@ -11,7 +11,10 @@ from typing import Any
 import jsonschema
 import yaml
 
+from console.config import ConsoleSettings
 from console.mapping import CORE_LABELS
+from gateway.config import GatewaySettings
+from stream.config import StreamSettings
 from tests.deploy.image_checks import image_env
 from tests.deploy.support import (
     ALERTMANAGER_VERSION,
@@ -139,7 +142,7 @@ def bindwatch_service_problems(
         problems.append(f"{where}: must wait for the topics (depends_on condition: service_completed_successfully)")
     assert role.port_field is not None
     port = getattr(settings, role.port_field)
-    host = settings.host if role in (GATEWAY, CONSOLE) else settings.web_host
+    host = settings.host if isinstance(settings, GatewaySettings | ConsoleSettings) else settings.web_host
     if host in ("127.0.0.1", "localhost", "::1"):
         problems.append(f"{where}: listens on {host} only, so no other container can reach it")
     m = re.search(r"http://(?:127\.0\.0\.1|localhost):(\d+)(/[^'\" ]*)", _healthcheck_text(service))
@@ -156,9 +159,9 @@ def bindwatch_service_problems(
         target = published.get("target") if isinstance(published, dict) else str(published).rsplit(":", 1)[-1]
         if int(str(target).split("/")[0]) != port:
             problems.append(f"{where}: publishes container port {target}, but the {role.name} listens on {port}")
-    if role is CONSOLE:
+    if role is CONSOLE and isinstance(settings, ConsoleSettings):
         problems += console_alertmanager_problems(where, settings.alertmanager_urls, services)
-    if role is WORKER:
+    if role is WORKER and isinstance(settings, StreamSettings):
         m = re.fullmatch(r"http://([a-z0-9._-]+):(\d+)", settings.canonical_url or "")
         if m is None or m.group(1) != name or int(m.group(2)) != port:
             problems.append(f"{where}: BINDWATCH_CANONICAL_URL {settings.canonical_url!r} must be http://{name}:{port}")

@@ -248,7 +248,7 @@ def bindwatch_containers(objs: list[dict[str, Any]]) -> tuple[list[Container], l
 
 
 def probe_problems(ct: Container, served: Mapping[str, frozenset[str]]) -> list[str]:
-    problems = []
+    problems: list[str] = []
     c, role = ct.spec, ct.role
     if not role.long_running or ct.port is None:
         return problems

@@ -42,12 +42,15 @@ KAFKA_VERSION = (ROOT / "scripts" / "KAFKA_VERSION").read_text().strip()
 LOG_LEVELS = frozenset({"debug", "info", "warn", "warning", "error", "critical"})
 
 
+Settings = GatewaySettings | StreamSettings | ConsoleSettings
+
+
 @dataclass(frozen=True)
 class Role:
     """One way the image is run: which settings class reads its environment and which port it serves."""
 
     name: str
-    settings_cls: type[BaseSettings]
+    settings_cls: type[GatewaySettings] | type[StreamSettings] | type[ConsoleSettings]
     port_field: str | None  # the settings field holding the HTTP port; None for one-shot commands
     long_running: bool
 
@@ -98,11 +101,11 @@ def accepted_env_names(cls: type[BaseSettings]) -> frozenset[str]:
     return frozenset(names)
 
 
-def settings_from_env(role: Role, env: Mapping[str, str]) -> tuple[BaseSettings | None, str | None]:
+def settings_from_env(role: Role, env: Mapping[str, str]) -> tuple[Settings | None, str | None]:
     """Build the role's settings exactly as the program does: from this environment and nothing else."""
     try:
         with mock.patch.dict(os.environ, dict(env), clear=True):
-            settings = role.settings_cls()
+            settings: Settings = role.settings_cls()
         if isinstance(settings, GatewaySettings | ConsoleSettings):
             settings.check()
     except (ValidationError, ConfigError, ConsoleConfigError) as exc:

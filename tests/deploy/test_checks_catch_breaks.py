@@ -54,7 +54,7 @@ def rename_key(mapping: dict[str, Any], old: str, new: str) -> None:
     mapping[new] = mapping.pop(old)
 
 
-K8S_BREAKS: dict[str, tuple[str, Callable[[Objs], None], str]] = {
+K8S_BREAKS: dict[str, tuple[str, Callable[[Objs], object], str]] = {
     "configmap key renamed": (
         "prod",
         lambda o: rename_key(
@@ -341,7 +341,7 @@ def test_k8s_break_is_reported(rendered: dict[str, Objs], served: dict[str, froz
         (lambda o: o.append({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}), "Widget"),
     ],
 )
-def test_schema_break_is_reported(rendered: dict[str, Objs], breaks: Callable[[Objs], None], expected: str) -> None:
+def test_schema_break_is_reported(rendered: dict[str, Objs], breaks: Callable[[Objs], object], expected: str) -> None:
     objs = copy.deepcopy(rendered["prod"])
     breaks(objs)
     problems = k8s_checks.schema_problems(objs, k8s_checks.K8S_VERSIONS[0])

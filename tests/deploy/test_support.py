@@ -34,7 +34,7 @@ def test_accepted_env_names_follow_the_settings_classes() -> None:
 
 def test_settings_from_env_reads_only_the_given_environment() -> None:
     settings, error = settings_from_env(WORKER, {"BINDWATCH_WEB_PORT": "7000", "KAFKA_BOOTSTRAP_SERVERS": "k:1"})
-    assert error is None and settings is not None
+    assert error is None and isinstance(settings, StreamSettings)
     assert (settings.web_port, settings.kafka_bootstrap_servers, settings.partitions) == (7000, "k:1", 8)
     _, error = settings_from_env(WORKER, {"BINDWATCH_PARTITIONS": "none"})
     assert error is not None and "partitions" in error

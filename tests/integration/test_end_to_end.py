@@ -11,7 +11,7 @@ import pytest
 from schemas import Alert, AlertStatus, Rule, decode
 from schemas.push import DEMO_PUSH
 from tests.support import procs
-from tests.support.kafka import Names, consume, setup_topics
+from tests.support.kafka import Names, Rec, consume, setup_topics
 
 pytestmark = pytest.mark.integration
 TOKEN = "e2e-secret-token-1"
@@ -20,7 +20,7 @@ TOKEN = "e2e-secret-token-1"
 def push(request_id: str, minute: int) -> dict[str, object]:
     body = copy.deepcopy(DEMO_PUSH)
     body["requestId"] = request_id
-    body["data"]["occurrenceTime"] = f"2023-03-29 11:3{minute}:53"  # type: ignore[index]
+    body["data"]["occurrenceTime"] = f"2023-03-29 11:3{minute}:53"
     return body
 
 
@@ -39,13 +39,13 @@ def test_three_failures_of_one_caller_make_one_alert(bootstrap: str, logdir: Pat
             assert r.status_code == 200, r.text
             assert r.json() == {"status": "accepted", "requestId": rid}
 
-        def has_caller_alert(recs: list) -> bool:  # type: ignore[type-arg]
-            return any(decode(Alert, r.value).rule is Rule.CALLER_REPEAT for r in recs)
+        def has_caller_alert(recs: list[Rec]) -> bool:
+            return any(decode(Alert, r.payload).rule is Rule.CALLER_REPEAT for r in recs)
 
         records = consume(bootstrap, f"{names.tag}.alerts", has_caller_alert, timeout=60)
         # Let a possible duplicate arrive before counting.
         records = consume(bootstrap, f"{names.tag}.alerts", lambda r: False, timeout=3)
-        alerts = [decode(Alert, r.value) for r in records]
+        alerts = [decode(Alert, r.payload) for r in records]
         caller_alerts = [a for a in alerts if a.rule is Rule.CALLER_REPEAT]
         assert len(caller_alerts) == 1, alerts
         a = caller_alerts[0]
@@ -58,7 +58,7 @@ def test_three_failures_of_one_caller_make_one_alert(bootstrap: str, logdir: Pat
         )
         assert sorted(a.sampleRequestIds) == ["1640920940635361280", "1640920940635361281", "1640920940635361282"]
         assert (
-            records[[decode(Alert, r.value).rule for r in records].index(Rule.CALLER_REPEAT)].key
+            records[[decode(Alert, r.payload).rule for r in records].index(Rule.CALLER_REPEAT)].key
             == a.fingerprint.encode()
         )
 

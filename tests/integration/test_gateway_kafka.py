@@ -42,7 +42,7 @@ def test_demo_push_lands_on_the_topic_exactly_as_normalised(bootstrap: str, logd
     finally:
         gw.stop()
     [rec] = consume(bootstrap, f"{names.tag}.events", lambda r: len(r) >= 1)
-    ev = decode(BindingFailureEvent, rec.value)
+    ev = decode(BindingFailureEvent, rec.payload)
     expected = {
         "schemaVersion": 1,
         "requestId": "1640920940635361280",
@@ -69,7 +69,7 @@ def test_demo_push_lands_on_the_topic_exactly_as_normalised(bootstrap: str, logd
         "requestId": b"1640920940635361280",
     }
     [dl] = consume(bootstrap, f"{names.tag}.dlq", lambda r: len(r) >= 1)
-    record = decode(DeadLetterRecord, dl.value)
+    record = decode(DeadLetterRecord, dl.payload)
     assert base64.b64decode(record.bodyBase64) == bad
     assert record.reasons[0].loc == "body" and record.sourceAddress == "127.0.0.1"
     # only the one event and the one dead letter were written: the 401 wrote nothing

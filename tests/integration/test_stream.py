@@ -83,7 +83,7 @@ def wait_processed(worker: procs.Service, stage: str, n: int, timeout: float = 6
 
 
 def alert_keys(recs: list[Rec]) -> Counter[tuple[str, str, str]]:
-    alerts = [decode(Alert, r.value) for r in recs]
+    alerts = [decode(Alert, r.payload) for r in recs]
     unique = {a.alertId: a for a in alerts}  # at-least-once: a re-sent emission has the same alertId
     return Counter((a.fingerprint, a.status.value, a.severity.value) for a in unique.values())
 
@@ -221,7 +221,11 @@ def check_changelog_partitions(bootstrap: str, s: StreamSettings, subjects: dict
     would show here."""
     for table, n in subjects.items():
         topic = f"{s.app_id}-{table}-changelog"
-        recs = consume(bootstrap, topic, lambda r, n=n: len({x.key for x in r}) >= n, timeout=30)
+
+        def all_keys(recs: list[Rec], n: int = n) -> bool:
+            return len({x.key for x in recs}) >= n
+
+        recs = consume(bootstrap, topic, all_keys, timeout=30)
         assert len({r.key for r in recs}) == n, f"{topic}: {len({r.key for r in recs})} keys, expected {n}"
         wrong = [r for r in recs if r.key is None or r.partition != partition_for(r.key.decode(), s.partitions)]
         assert not wrong, f"{topic}: {len(wrong)} of {len(recs)} records in another partition than their key's"

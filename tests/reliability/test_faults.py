@@ -21,7 +21,7 @@ from tests.reliability.conftest import PROFILE, Rig
 from tests.support import procs
 from tests.support.events import expected
 from tests.support.kafka import consume
-from tests.support.nxcloud import Simulator, run_in_thread
+from tests.support.nxcloud import Ledger, Simulator, run_in_thread
 
 pytestmark = pytest.mark.integration
 
@@ -31,9 +31,10 @@ def run_scenario(
     name: str,
     fault: Callable[[], None],
     seed: int,
+    duplicate_share: float = 0.0,
+    duplicate_delay: float = 0.0,
     rate: float | None = None,
     load: float | None = None,
-    **sim_kw: object,
 ) -> dict[str, object]:
     rate = rate or PROFILE["rate"]
     load = load or PROFILE["load"]
@@ -43,13 +44,14 @@ def run_scenario(
         rate=rate,
         duration=load,
         seed=seed,
-        **sim_kw,
-    )  # type: ignore[arg-type]
+        duplicate_share=duplicate_share,
+        duplicate_delay=duplicate_delay,
+    )
     started = time.monotonic()
     thread, ledger = run_in_thread(sim)
     time.sleep(load / 3)
     fault()
-    thread.join(timeout=load + 60 * 11 + float(sim_kw.get("duplicate_delay", 0)))  # type: ignore[arg-type]
+    thread.join(timeout=load + 60 * 11 + duplicate_delay)
     assert not thread.is_alive(), "the simulator did not finish in its bound"
     rig.ledgers.append(ledger)
     row = verify(rig, name, ledger)
@@ -65,7 +67,7 @@ def run_scenario(
     return row
 
 
-def verify(rig: Rig, name: str, ledger: object) -> dict[str, object]:
+def verify(rig: Rig, name: str, ledger: Ledger) -> dict[str, object]:
     accepted = {rid for lg in rig.ledgers for rid in lg.accepted}
     topic = rig.env["BINDWATCH_EVENTS_TOPIC"]
     records = consume(
@@ -76,7 +78,7 @@ def verify(rig: Rig, name: str, ledger: object) -> dict[str, object]:
     )
     seen: dict[str, BindingFailureEvent] = {}
     for r in records:
-        ev = decode(BindingFailureEvent, r.value)
+        ev = decode(BindingFailureEvent, r.payload)
         seen.setdefault(ev.requestId, ev)
     lost = accepted - set(seen)
     distinct = list(seen.values())
@@ -100,15 +102,15 @@ def verify(rig: Rig, name: str, ledger: object) -> dict[str, object]:
     under = sum(max(0, w - g) for w, g in got.values())
 
     alert_recs = consume(rig.broker.bootstrap, rig.env["BINDWATCH_ALERTS_TOPIC"], timeout=4)
-    alerts = [decode(Alert, r.value) for r in alert_recs]
+    alerts = [decode(Alert, r.payload) for r in alert_recs]
     by_id = {a.alertId: a for a in alerts}
-    got_firing = Counter(
+    got_firing: Counter[tuple[str, str, str]] = Counter(
         (a.fingerprint, a.status.value, a.severity.value) for a in by_id.values() if a.status.value == "firing"
     )
     first_firing = Counter(
         a.fingerprint for a in by_id.values() if a.status.value == "firing" and a.severity.value == "warning"
     )
-    s = ledger.summary()  # type: ignore[attr-defined]
+    s = ledger.summary()
     return {
         "scenario": name,
         "rate": PROFILE["rate"],

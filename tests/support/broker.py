@@ -64,6 +64,11 @@ class LocalBroker:
     def resume(self) -> None:
         self._run("resume", timeout=30)
 
+    def pid(self) -> int | None:
+        """The broker's JVM (for CPU sampling), while scripts/kafka.sh runs it."""
+        pidfile = ROOT / ".kafka" / f"run-{self.port}" / "kafka.pid"
+        return int(pidfile.read_text().strip()) if pidfile.exists() else None
+
     def log_tail(self, lines: int = 40) -> str:
         log = ROOT / ".kafka" / f"run-{self.port}" / "kafka.log"
         return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""

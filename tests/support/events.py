@@ -1,18 +1,52 @@
-"""Build input events and compute, with the pure rules, what the stream must make of them."""
+"""Build NXCLOUD pushes and input events, and compute, with the pure rules, what the stream must make of them."""
 
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 from schemas import BindingFailureEvent, encode
+from schemas.codec import headers as record_headers
 from stream import rules
 from stream.rules import Failure, Kind, Policy, SubjectState
+from tests.support.kafka import Headers
 
 BASE = datetime(2026, 1, 15, 11, 0, tzinfo=UTC)
+NXCLOUD_ZONE = timezone(timedelta(hours=8))
 
 
-def event(rid: str, caller: str, did: str, at: datetime | timedelta, code: int = 10013) -> BindingFailureEvent:
+def push(rid: str, caller: str, did: str, at: datetime, code: int = 10013) -> dict[str, object]:
+    """An NXCLOUD push body as the vendor sends it (zone-less local occurrence time, UTC+8)."""
+    return {
+        "code": code,
+        "msg": "binding not exist",
+        "requestId": rid,
+        "data": {
+            "action": "queryAXB",
+            "requestParams": {"caller": caller, "did": did},
+            "occurrenceTime": at.astimezone(NXCLOUD_ZONE).strftime("%Y-%m-%d %H:%M:%S"),
+        },
+    }
+
+
+def _offset(zone: timezone) -> str:
+    minutes = int(zone.utcoffset(None).total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def event(
+    rid: str,
+    caller: str,
+    did: str,
+    at: datetime | timedelta,
+    code: int = 10013,
+    *,
+    zone: timezone = UTC,
+    received: datetime | None = None,
+) -> BindingFailureEvent:
+    """The event the gateway makes of a push: ``at`` is an aware time or an offset from ``BASE``; the raw
+    occurrence time is written in ``zone``."""
     when = BASE + at if isinstance(at, timedelta) else at
     return BindingFailureEvent(
         requestId=rid,
@@ -24,14 +58,25 @@ def event(rid: str, caller: str, did: str, at: datetime | timedelta, code: int =
         did=did,
         didRaw=did,
         occurredAt=when,
-        occurrenceTimeRaw=when.strftime("%Y-%m-%d %H:%M:%S"),
-        occurrenceTimeZone="+00:00",
-        receivedAt=datetime.now(UTC),
+        occurrenceTimeRaw=when.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"),
+        occurrenceTimeZone=_offset(zone),
+        receivedAt=received or datetime.now(UTC),
     )
 
 
+def record(e: BindingFailureEvent) -> tuple[bytes, bytes, int, Headers]:
+    """``(key, value, timestamp ms, headers)`` as the gateway writes the event."""
+    return e.caller.encode(), encode(e), int(e.occurredAt.timestamp() * 1000), record_headers(e, e.requestId)
+
+
 def records(events: list[BindingFailureEvent]) -> list[tuple[bytes | None, bytes, int | None]]:
-    return [(e.caller.encode(), encode(e), int(e.occurredAt.timestamp() * 1000)) for e in events]
+    """Records of the events, stamped by the broker (the stream reads times from the value only).
+
+    Not with the occurrence time as the gateway does: the tests' events lie months back (``BASE``), and the
+    events topic's 7-day retention would delete them at the broker's next retention check (every 5 minutes
+    from its start), under a test that is still reading them ("Fetch offset ... is out of range").
+    """
+    return [(e.caller.encode(), encode(e), None) for e in events]
 
 
 def expected(

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 
 import httpx
 
-NXCLOUD_ZONE = timezone(timedelta(hours=8))
+from tests.support.events import push
 
 
 @dataclass
@@ -71,13 +72,7 @@ class Simulator:
         # A realistic mix: a few repeat offenders among mostly spread-out numbers.
         caller = f"8613{rnd.randrange(self.callers):09d}"
         did = f"8529{rnd.randrange(self.dids):08d}"
-        when = datetime.now(UTC).astimezone(NXCLOUD_ZONE).strftime("%Y-%m-%d %H:%M:%S")
-        return {
-            "code": 10013,
-            "msg": "binding not exist",
-            "requestId": f"{self.seed}{n:012d}",
-            "data": {"action": "queryAXB", "requestParams": {"caller": caller, "did": did}, "occurrenceTime": when},
-        }
+        return push(f"{self.seed}{n:012d}", caller, did, datetime.now(UTC))
 
     async def _deliver(self, client: httpx.AsyncClient, body: dict[str, object], counted: bool = True) -> bool:
         rid = str(body["requestId"])
@@ -128,10 +123,8 @@ class Simulator:
         return self.ledger
 
 
-def run_in_thread(sim: Simulator) -> tuple[object, Ledger]:
+def run_in_thread(sim: Simulator) -> tuple[threading.Thread, Ledger]:
     """Start the simulator in a thread (so a test can inject faults meanwhile); returns (thread, ledger)."""
-    import threading
-
     t = threading.Thread(target=lambda: asyncio.run(sim.run()), name="nxcloud-simulator", daemon=True)
     t.start()
     return t, sim.ledger

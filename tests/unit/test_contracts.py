@@ -123,7 +123,9 @@ def test_a_field_added_within_v1_is_optional_in_the_schema() -> None:
     schema = export.build(c)
     assert "carrier" in schema["properties"]
     assert "carrier" not in schema["required"]
-    assert set(schema["required"]) == contract(BindingFailureEvent).v1_fields
+    v1_fields = contract(BindingFailureEvent).v1_fields
+    assert v1_fields is not None
+    assert set(schema["required"]) == v1_fields
 
 
 def test_a_required_addition_or_a_removal_is_refused_within_v1() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import schemathesis
 from hypothesis import HealthCheck, settings
 
@@ -17,7 +19,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 
 @schema.parametrize()
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
-def test_no_server_errors_for_any_generated_request(case: schemathesis.Case) -> None:
+def test_no_server_errors_for_any_generated_request(case: schemathesis.Case[Any]) -> None:
     # Half the cases carry the right token, so validation (not only auth) is exercised.
     if case.query is None or hash(str(case.body)) % 2 == 0:
         case.query = {**(case.query or {}), "token": TOKEN}
