@@ -16,6 +16,7 @@ import pytest
 
 from schemas.push import DEMO_PUSH
 from tests.reliability.conftest import Rig
+from tests.support.events import DELETE, set_path
 
 pytestmark = pytest.mark.integration
 NUMBER = "8613912345678"  # appears in valid-looking pushes of the corpus; must never be logged in clear
@@ -36,20 +37,6 @@ def base() -> dict[str, Any]:
     return body
 
 
-def set_path(body: dict[str, Any], path: str, value: object) -> dict[str, Any]:
-    """Set (or, with ``_DEL``, remove) the field at the dotted ``path`` of a JSON object."""
-    node = body
-    keys = path.split(".")
-    for k in keys[:-1]:
-        node = node[k]
-    if value is _DEL:
-        del node[keys[-1]]
-    else:
-        node[keys[-1]] = value
-    return body
-
-
-_DEL = object()
 FIELDS = [
     "code",
     "msg",
@@ -68,7 +55,7 @@ def corpus(token: str) -> Iterator[Req]:
     for f in FIELDS:
         for i, v in enumerate(BAD_VALUES):
             yield Req(f"type:{f}:{i}", body=json.dumps(set_path(base(), f, v)).encode())
-        yield Req(f"missing:{f}", body=json.dumps(set_path(base(), f, _DEL)).encode())
+        yield Req(f"missing:{f}", body=json.dumps(set_path(base(), f, DELETE)).encode())
     for n in (65 * 1024, 1024 * 1024, 8 * 1024 * 1024):
         yield Req(f"huge:{n}", body=b'{"pad":"' + b"x" * n + b'"}')
     for depth in (100, 1000, 10_000, 100_000):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 from schemas import BindingFailureEvent, encode
 from schemas.codec import headers as record_headers
@@ -27,6 +28,23 @@ def push(rid: str, caller: str, did: str, at: datetime, code: int = 10013) -> di
             "occurrenceTime": at.astimezone(NXCLOUD_ZONE).strftime("%Y-%m-%d %H:%M:%S"),
         },
     }
+
+
+DELETE = object()
+"""``set_path`` value that removes the field."""
+
+
+def set_path(body: dict[str, Any], path: str, value: object) -> dict[str, Any]:
+    """Set (or, with ``DELETE``, remove) the field at the dotted ``path`` of a JSON object; returns ``body``."""
+    node = body
+    keys = path.split(".")
+    for k in keys[:-1]:
+        node = node[k]
+    if value is DELETE:
+        del node[keys[-1]]
+    else:
+        node[keys[-1]] = value
+    return body
 
 
 def _offset(zone: timezone) -> str:

@@ -17,6 +17,7 @@ from gateway.config import GatewaySettings
 from gateway.publisher import MemoryPublisher
 from schemas import BindingFailureEvent, DeadLetterRecord, decode
 from schemas.push import DEMO_PUSH
+from tests.support.events import DELETE, set_path
 
 TOKEN = "unit-token-abc"
 OLD_TOKEN = "rotated-out-token"
@@ -38,19 +39,9 @@ def client(pub: MemoryPublisher) -> Iterator[TestClient]:
 
 
 def with_(path: str, value: Any) -> dict[str, Any]:
-    body = copy.deepcopy(DEMO_PUSH)
-    node = body
-    keys = path.split(".")
-    for k in keys[:-1]:
-        node = node[k]
-    if value is DELETE:
-        del node[keys[-1]]
-    else:
-        node[keys[-1]] = value
-    return body
+    return set_path(copy.deepcopy(DEMO_PUSH), path, value)
 
 
-DELETE = object()
 J = {"content-type": "application/json"}
 
 
