@@ -12,6 +12,13 @@ long as it is no older than ``horizon`` behind the newest failure of its subject
 
 Wall-clock (processing) time, ``now``, drives only what has to happen without a next event: repeat
 updates, and resolution of a subject that went quiet.
+
+One problem, one alert: the most specific explanation speaks. ``did_hot`` needs failures from at least
+two callers in its window (one caller's are that pair's problem, when the pair rule is sure to fire for
+them: ``_pair_implied``). ``caller_repeat`` needs a failure that no firing ``pair_repeat`` of the caller
+covers, and stays silent while ``caller_scan`` fires; if it fired before its explanation arrived, it is
+resolved at once with ``supersededBy`` pointing to it. The alerts firing at the end do not depend on the
+order of arrival (``tests/unit/test_precedence.py``). ``explained_by`` tells the query what speaks instead.
 """
 
 from __future__ import annotations
@@ -149,6 +156,8 @@ def apply(state: SubjectState, failure: Failure, now_ms: int, policy: Policy) ->
     _prune(state, cutoff, policy.max_events)
     state.last_activity_wall = now_ms
     if state.kind is Kind.DID:
+        if _one_caller_explains(state, policy, failure):
+            return Outcome(True, "new")
         return Outcome(True, "new", _evaluate(state, policy.did_hot, None, state.events, failure, now_ms, policy))
     # The caller rules, most specific first: pair_repeat and caller_scan explain caller_repeat (see below).
     pair = [f for f in state.events if f.other == failure.other]
@@ -215,20 +224,23 @@ def window_counts(state: SubjectState, policy: Policy) -> dict[str, dict[str, An
             entry["perDid"] = dict(sorted(per.items(), key=lambda kv: -kv[1])[:20])
         else:
             entry["count"] = len(in_window)
-        if spec.rule is Rule.CALLER_REPEAT and not state.alerts.get(spec.rule.value, _QUIET).firing:
+        if spec.rule in (Rule.CALLER_REPEAT, Rule.DID_HOT) and not state.alerts.get(spec.rule.value, _QUIET).firing:
             explainers = explained_by(state, policy)
             if explainers:
-                entry["explainedBy"] = explainers  # what speaks for these repeats instead
+                entry["explainedBy"] = explainers  # what speaks for these failures instead
         out[spec.rule.value] = entry
     return out
 
 
 def explained_by(state: SubjectState, policy: Policy) -> list[str]:
-    """Fingerprints of the alerts that explain the caller's repeats right now (empty: nothing does, or the
-    subject is a DID): its firing caller_scan, else the firing pair_repeat alerts when every failure in
-    every caller_repeat window that crosses the threshold is to one of their DIDs."""
-    if state.kind is not Kind.CALLER:
-        return []
+    """Fingerprints of the alerts that explain the subject's failures instead of caller_repeat (or, for a
+    DID, did_hot) right now; empty when nothing does. A caller: its firing caller_scan, else the firing
+    pair_repeat alerts when every failure in every caller_repeat window that crosses the threshold is to one
+    of their DIDs. A DID: the pair_repeat of its only caller, when one caller made all its failures."""
+    if state.kind is Kind.DID:
+        callers = {f.other for f in state.events}
+        single = len(callers) == 1 and _pair_implied(policy) and len(state.events) >= policy.did_hot.threshold
+        return [fingerprint(Rule.PAIR_REPEAT, callers.pop(), state.subject)] if single else []
     scan = state.alerts.get(Rule.CALLER_SCAN.value)
     if scan is not None and scan.firing:
         return [fingerprint(Rule.CALLER_SCAN, state.subject)]
@@ -296,6 +308,43 @@ def _unexplained_window(state: SubjectState, policy: Policy, lo: int, hi: int) -
                 return True
         checked = max(checked, end)
     return False
+
+
+def _pair_implied(policy: Policy) -> bool:
+    """True when did_hot's failures from a single caller always make that pair's pair_repeat fire (at least
+    as low a threshold over at least as long a window): only then may the DID stage leave them to it, since
+    it cannot see the caller table."""
+    return (
+        policy.pair_repeat.threshold <= policy.did_hot.threshold
+        and policy.pair_repeat.window_s >= policy.did_hot.window_s
+    )
+
+
+def _one_caller_explains(state: SubjectState, policy: Policy, new: Failure) -> bool:
+    """did_hot's precedence: a DID that fails for one caller only is that pair's problem (pair_repeat
+    speaks); did_hot fires for a window holding failures from at least two callers. A window's callers
+    only grow, so the outcome does not depend on the order of arrival."""
+    if not _pair_implied(policy):
+        return False
+    a = state.alerts.get(Rule.DID_HOT.value)
+    if a is not None and a.firing:
+        return False  # already speaking: keep its activity and updates
+    ev = state.events
+    ts = [f.ts for f in ev]
+    w = policy.did_hot.window_ms
+    end = lo = bisect_left(ts, new.ts - w)
+    callers: dict[str, int] = {}
+    for j in range(lo, bisect_right(ts, new.ts)):  # the windows [ts[j], ts[j] + w] that contain ``new``
+        while end < len(ev) and ts[end] <= ts[j] + w:
+            callers[ev[end].other] = callers.get(ev[end].other, 0) + 1
+            end += 1
+        if end - j >= policy.did_hot.threshold and len(callers) > 1:
+            return False
+        c = ev[j].other  # slide the start past ev[j]
+        callers[c] -= 1
+        if not callers[c]:
+            del callers[c]
+    return True
 
 
 def _caller_repeat(state: SubjectState, new: Failure, now_ms: int, policy: Policy, *, recheck: bool) -> list[Alert]:

@@ -45,8 +45,8 @@ SCENARIOS: list[tuple[str, list[tuple[float, str]], set[str]]] = [
     ),
     ("a scanner: the scan speaks", [(i, f"d{i}") for i in range(6)], {SCAN}),
     (
-        "a scanner retrying one DID: the scan and the pair",
-        [(0, "d0"), (1, "d1"), (2, "d2"), (3, "d3"), (4, "d4"), (5, "d2"), (6, "d2")],
+        "a scanner retrying one DID: the scan and the pair (pair_repeat at 2, to keep it to 720 orders)",
+        [(0, "d0"), (1, "d1"), (2, "d2"), (3, "d3"), (4, "d4"), (5, "d2")],
         {SCAN, pair("d2")},
     ),
     (
@@ -75,10 +75,9 @@ def firing(state: SubjectState) -> set[str]:
 def test_every_order_of_arrival_ends_with_the_same_alerts(
     name: str, failures: list[tuple[float, str]], want: set[str]
 ) -> None:
-    orders = list(itertools.permutations(failures))
-    assert len(orders) == len(set(orders)) or len(set(failures)) < len(failures)
-    for order in orders:
-        state, alerts = run(list(order))
+    policy = Policy(pair_repeat=rules.RuleSpec(Rule.PAIR_REPEAT, 2, 1800)) if "pair_repeat at 2" in name else P
+    for order in itertools.permutations(failures):
+        state, alerts = run(list(order), policy)
         assert firing(state) == want, order
         assert len(state.events) == len(set(failures)), order  # every failure counted once
         fired = {a.fingerprint for a in alerts if a.status is AlertStatus.FIRING}
@@ -149,7 +148,46 @@ def test_a_pair_out_of_reach_does_not_silence_the_caller() -> None:
     assert firing(state) == {pair("d1")}
 
 
-def test_did_rules_are_untouched() -> None:
-    state = SubjectState(Kind.DID, "85290000009")
-    out = [rules.apply(state, Failure(T0 + i, f"r{i}", f"c{i}"), NOW, P).alerts for i in range(5)]
-    assert [a.rule for a in out[4]] == [Rule.DID_HOT] and rules.explained_by(state, P) == []
+DID = "85290000009"
+
+
+def run_did(order: list[tuple[float, str]], policy: Policy = P) -> tuple[SubjectState, list[Alert]]:
+    state = SubjectState(Kind.DID, DID)
+    alerts: list[Alert] = []
+    for i, (minute, caller) in enumerate(order):
+        rid = f"r{minute}-{caller}-{i}"
+        alerts += rules.apply(state, Failure(T0 + int(minute * M), rid, caller), NOW + i, policy).alerts
+    return state, alerts
+
+
+HOT = rules.fingerprint(Rule.DID_HOT, DID)
+DID_SCENARIOS: list[tuple[str, list[tuple[float, str]], set[str]]] = [
+    ("one caller five times: the pair's problem", [(i, "c1") for i in range(5)], set()),
+    ("five callers once each: a hot DID", [(i, f"c{i}") for i in range(5)], {HOT}),
+    ("one caller four times and another once", [(0, "c1"), (1, "c1"), (2, "c1"), (3, "c1"), (4, "c2")], {HOT}),
+    (
+        "the second caller 20 minutes later is outside the window",
+        [(0, "c1"), (1, "c1"), (2, "c1"), (3, "c1"), (4, "c1"), (24, "c2")],
+        set(),
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "failures", "want"), DID_SCENARIOS, ids=[s[0] for s in DID_SCENARIOS])
+def test_did_hot_in_every_order_of_arrival(name: str, failures: list[tuple[float, str]], want: set[str]) -> None:
+    for order in itertools.permutations(failures):
+        state, alerts = run_did(list(order))
+        assert firing(state) == want, order
+        assert {a.fingerprint for a in alerts} == want, order
+
+
+def test_a_did_failing_for_one_caller_points_to_the_pair_in_the_query() -> None:
+    state, _ = run_did([(i, "c1") for i in range(6)])
+    window = rules.window_counts(state, P)["did_hot"]
+    assert window["count"] == 6 and window["explainedBy"] == [rules.fingerprint(Rule.PAIR_REPEAT, "c1", DID)]
+
+
+def test_did_hot_speaks_for_one_caller_when_the_pair_rule_could_not() -> None:
+    policy = Policy(pair_repeat=rules.RuleSpec(Rule.PAIR_REPEAT, 6, 1800))
+    state, alerts = run_did([(i, "c1") for i in range(5)], policy)
+    assert firing(state) == {HOT} and [a.rule for a in alerts] == [Rule.DID_HOT]
