@@ -50,3 +50,8 @@ class Alert(_Contract):
     lastOccurredAt: AwareDatetime = Field(description="Latest failure seen for the subject (event time).")
     sampleRequestIds: list[str] = Field(max_length=10, description="Up to 10 requestIds from the window.")
     emittedAt: AwareDatetime = Field(description="Wall-clock time the worker emitted this.")
+    supersededBy: str | None = Field(
+        default=None,
+        description="On a resolved alert: the fingerprint of the firing alert that explains this one from now "
+        "on (a caller_repeat handed over to the caller's caller_scan or pair_repeat). Added within v1.",
+    )

@@ -12,12 +12,20 @@ long as it is no older than ``horizon`` behind the newest failure of its subject
 
 Wall-clock (processing) time, ``now``, drives only what has to happen without a next event: repeat
 updates, and resolution of a subject that went quiet.
+
+One problem, one alert: the most specific explanation speaks. ``did_hot`` needs failures from at least
+two callers in its window (one caller's are that pair's problem, when the pair rule is sure to fire for
+them: ``_pair_implied``). ``caller_repeat`` needs a failure that no firing ``pair_repeat`` of the caller
+covers, and stays silent while ``caller_scan`` fires; if it fired before its explanation arrived, it is
+resolved at once with ``supersededBy`` pointing to it. The alerts firing at the end do not depend on the
+order of arrival (``tests/unit/test_precedence.py``). ``explained_by`` tells the query what speaks instead.
 """
 
 from __future__ import annotations
 
 import hashlib
 from bisect import bisect_left, bisect_right, insort
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -147,13 +155,18 @@ def apply(state: SubjectState, failure: Failure, now_ms: int, policy: Policy) ->
     insort(state.events, failure)
     _prune(state, cutoff, policy.max_events)
     state.last_activity_wall = now_ms
-    emitted: list[Alert] = []
-    for spec in policy.specs(state.kind):
-        if spec.rule is Rule.PAIR_REPEAT:
-            subset = [f for f in state.events if f.other == failure.other]
-            emitted += _evaluate(state, spec, failure.other, subset, failure, now_ms, policy)
-        else:
-            emitted += _evaluate(state, spec, None, state.events, failure, now_ms, policy)
+    if state.kind is Kind.DID:
+        if _one_caller_explains(state, policy, failure):
+            return Outcome(True, "new")
+        return Outcome(True, "new", _evaluate(state, policy.did_hot, None, state.events, failure, now_ms, policy))
+    # The caller rules, most specific first: pair_repeat and caller_scan explain caller_repeat (see below).
+    pair = [f for f in state.events if f.other == failure.other]
+    pair_key = _key(Rule.PAIR_REPEAT, failure.other)
+    episode = state.alerts[pair_key].episode if pair_key in state.alerts else 0
+    emitted = _evaluate(state, policy.pair_repeat, failure.other, pair, failure, now_ms, policy)
+    pair_started = state.alerts[pair_key].episode != episode if pair_key in state.alerts else False
+    emitted += _evaluate(state, policy.caller_scan, None, state.events, failure, now_ms, policy)
+    emitted += _caller_repeat(state, failure, now_ms, policy, recheck=pair_started)
     return Outcome(True, "new", emitted)
 
 
@@ -211,8 +224,32 @@ def window_counts(state: SubjectState, policy: Policy) -> dict[str, dict[str, An
             entry["perDid"] = dict(sorted(per.items(), key=lambda kv: -kv[1])[:20])
         else:
             entry["count"] = len(in_window)
+        if spec.rule in (Rule.CALLER_REPEAT, Rule.DID_HOT) and not state.alerts.get(spec.rule.value, _QUIET).firing:
+            explainers = explained_by(state, policy)
+            if explainers:
+                entry["explainedBy"] = explainers  # what speaks for these failures instead
         out[spec.rule.value] = entry
     return out
+
+
+def explained_by(state: SubjectState, policy: Policy) -> list[str]:
+    """Fingerprints of the alerts that explain the subject's failures instead of caller_repeat (or, for a
+    DID, did_hot) right now; empty when nothing does. A caller: its firing caller_scan, else the firing
+    pair_repeat alerts when every failure in every caller_repeat window that crosses the threshold is to one
+    of their DIDs. A DID: the pair_repeat of its only caller, when one caller made all its failures."""
+    if state.kind is Kind.DID:
+        callers = {f.other for f in state.events}
+        single = len(callers) == 1 and _pair_implied(policy) and len(state.events) >= policy.did_hot.threshold
+        return [fingerprint(Rule.PAIR_REPEAT, callers.pop(), state.subject)] if single else []
+    scan = state.alerts.get(Rule.CALLER_SCAN.value)
+    if scan is not None and scan.firing:
+        return [fingerprint(Rule.CALLER_SCAN, state.subject)]
+    if not _crossing_windows(state, policy, 0, len(state.events)) or _unexplained_window(
+        state, policy, 0, len(state.events)
+    ):
+        return []
+    covered = {f.other for f in state.events if _pair_firing(state, f.other)}
+    return [fingerprint(Rule.PAIR_REPEAT, state.subject, d) for d in sorted(covered)]
 
 
 # --- internals -------------------------------------------------------------------------------
@@ -223,6 +260,124 @@ def _spec(policy: Policy, rule: Rule) -> RuleSpec:
         Rule.PAIR_REPEAT: policy.pair_repeat,
         Rule.CALLER_SCAN: policy.caller_scan,
     }[rule]
+
+
+_QUIET = AlertState(Rule.CALLER_REPEAT, None)
+
+
+def _key(rule: Rule, other: str | None) -> str:
+    return rule.value if other is None else f"{rule.value}>{other}"
+
+
+def _pair_firing(state: SubjectState, did: str) -> bool:
+    a = state.alerts.get(_key(Rule.PAIR_REPEAT, did))
+    return a is not None and a.firing
+
+
+def _windows(state: SubjectState, policy: Policy, lo: int, hi: int) -> Iterator[tuple[int, int]]:
+    """caller_repeat windows that cross its threshold, as index ranges [j, end) of ``state.events``, for
+    every window that starts at a failure with index in [lo, hi). (A window crossing the threshold lies
+    inside one of these, so they are the only ones to look at.)"""
+    ev = state.events
+    w = policy.caller_repeat.window_ms
+    end = lo
+    for j in range(lo, hi):
+        end = max(end, j)
+        while end < len(ev) and ev[end].ts <= ev[j].ts + w:
+            end += 1
+        if end - j >= policy.caller_repeat.threshold:
+            yield j, end
+
+
+def _crossing_windows(state: SubjectState, policy: Policy, lo: int, hi: int) -> bool:
+    return next(_windows(state, policy, lo, hi), None) is not None
+
+
+def _unexplained_window(state: SubjectState, policy: Policy, lo: int, hi: int) -> bool:
+    """True if a crossing window starting in [lo, hi) holds a failure to a DID without a firing pair_repeat:
+    caller_repeat then says something no pair alert does."""
+    ev = state.events
+    covered: dict[str, bool] = {}
+    checked = lo  # failures before this index were seen covered (windows overlap: look at each once)
+    for j, end in _windows(state, policy, lo, hi):
+        for f in ev[max(j, checked) : end]:
+            c = covered.get(f.other)
+            if c is None:
+                c = covered[f.other] = _pair_firing(state, f.other)
+            if not c:
+                return True
+        checked = max(checked, end)
+    return False
+
+
+def _pair_implied(policy: Policy) -> bool:
+    """True when did_hot's failures from a single caller always make that pair's pair_repeat fire (at least
+    as low a threshold over at least as long a window): only then may the DID stage leave them to it, since
+    it cannot see the caller table."""
+    return (
+        policy.pair_repeat.threshold <= policy.did_hot.threshold
+        and policy.pair_repeat.window_s >= policy.did_hot.window_s
+    )
+
+
+def _one_caller_explains(state: SubjectState, policy: Policy, new: Failure) -> bool:
+    """did_hot's precedence: a DID that fails for one caller only is that pair's problem (pair_repeat
+    speaks); did_hot fires for a window holding failures from at least two callers. A window's callers
+    only grow, so the outcome does not depend on the order of arrival."""
+    if not _pair_implied(policy):
+        return False
+    a = state.alerts.get(Rule.DID_HOT.value)
+    if a is not None and a.firing:
+        return False  # already speaking: keep its activity and updates
+    ev = state.events
+    ts = [f.ts for f in ev]
+    w = policy.did_hot.window_ms
+    end = lo = bisect_left(ts, new.ts - w)
+    callers: dict[str, int] = {}
+    for j in range(lo, bisect_right(ts, new.ts)):  # the windows [ts[j], ts[j] + w] that contain ``new``
+        while end < len(ev) and ts[end] <= ts[j] + w:
+            callers[ev[end].other] = callers.get(ev[end].other, 0) + 1
+            end += 1
+        if end - j >= policy.did_hot.threshold and len(callers) > 1:
+            return False
+        c = ev[j].other  # slide the start past ev[j]
+        callers[c] -= 1
+        if not callers[c]:
+            del callers[c]
+    return True
+
+
+def _caller_repeat(state: SubjectState, new: Failure, now_ms: int, policy: Policy, *, recheck: bool) -> list[Alert]:
+    """caller_repeat, unless a more specific alert explains the caller's repeats (module docstring).
+
+    It fires only for a crossing window (one that contains ``new``: no other window changed) holding a
+    failure that no firing pair_repeat covers, and never while caller_scan fires. If it is firing when
+    caller_scan starts, or when a pair_repeat starts (``recheck``) and then covers every crossing window,
+    it is resolved at once, pointing to what explains it (``supersededBy``).
+    """
+    spec = policy.caller_repeat
+    a = state.alerts.get(spec.rule.value)
+    if a is not None and a.firing:
+        explainers = explained_by(state, policy) if (recheck or _scan_firing(state)) else []
+        if explainers:
+            a.firing = False
+            a.seq += 1
+            a.last_emit_wall = now_ms
+            return [_alert(state, a, AlertStatus.RESOLVED, now_ms, spec, superseded_by=explainers[0], **a.last)]
+        return _evaluate(state, spec, None, state.events, new, now_ms, policy)
+    if _scan_firing(state):
+        return []
+    ev = state.events
+    i = bisect_left(ev, new)
+    lo = bisect_left([f.ts for f in ev], new.ts - spec.window_ms)
+    if not _unexplained_window(state, policy, lo, i + 1):
+        return []
+    return _evaluate(state, spec, None, ev, new, now_ms, policy)
+
+
+def _scan_firing(state: SubjectState) -> bool:
+    a = state.alerts.get(Rule.CALLER_SCAN.value)
+    return a is not None and a.firing
 
 
 def _prune(state: SubjectState, cutoff: int, max_events: int) -> None:
@@ -277,7 +432,7 @@ def _evaluate(
     now_ms: int,
     policy: Policy,
 ) -> list[Alert]:
-    key = spec.rule.value if other is None else f"{spec.rule.value}>{other}"
+    key = _key(spec.rule, other)
     a = state.alerts.get(key)
     if a is not None and a.firing:
         a.last_activity_wall = now_ms
@@ -331,6 +486,7 @@ def _alert(
     start: int,
     last_ts: int,
     samples: list[str],
+    superseded_by: str | None = None,
 ) -> Alert:
     caller = state.subject if state.kind is Kind.CALLER else None
     did = state.subject if state.kind is Kind.DID else a.other
@@ -354,4 +510,5 @@ def _alert(
         lastOccurredAt=_ms(last_ts),
         sampleRequestIds=samples,
         emittedAt=_ms(now_ms),
+        supersededBy=superseded_by,
     )

@@ -39,26 +39,28 @@ def test_three_failures_of_one_caller_make_one_alert(bootstrap: str, logdir: Pat
             assert r.status_code == 200, r.text
             assert r.json() == {"status": "accepted", "requestId": rid}
 
-        def has_caller_alert(recs: list[Rec]) -> bool:
-            return any(decode(Alert, r.payload).rule is Rule.CALLER_REPEAT for r in recs)
+        def has_pair_alert(recs: list[Rec]) -> bool:
+            return any(decode(Alert, r.payload).rule is Rule.PAIR_REPEAT for r in recs)
 
-        records = consume(bootstrap, f"{names.tag}.alerts", has_caller_alert, timeout=60)
+        records = consume(bootstrap, f"{names.tag}.alerts", has_pair_alert, timeout=60)
         # Let a possible duplicate arrive before counting.
         records = consume(bootstrap, f"{names.tag}.alerts", lambda r: False, timeout=3)
         alerts = [decode(Alert, r.payload) for r in records]
-        caller_alerts = [a for a in alerts if a.rule is Rule.CALLER_REPEAT]
-        assert len(caller_alerts) == 1, alerts
-        a = caller_alerts[0]
-        assert (a.caller, a.status, a.count, a.threshold, a.windowSeconds) == (
+        # One caller retrying one DID is one problem: the pair's (caller_repeat is explained by it).
+        assert len(alerts) == 1, alerts
+        a = alerts[0]
+        assert (a.rule, a.caller, a.did, a.status, a.count, a.threshold, a.windowSeconds) == (
+            Rule.PAIR_REPEAT,
             "852121199",
+            "85299999999",
             AlertStatus.FIRING,
             3,
             3,
-            600,
+            1800,
         )
         assert sorted(a.sampleRequestIds) == ["1640920940635361280", "1640920940635361281", "1640920940635361282"]
         assert (
-            records[[decode(Alert, r.payload).rule for r in records].index(Rule.CALLER_REPEAT)].key
+            records[[decode(Alert, r.payload).rule for r in records].index(Rule.PAIR_REPEAT)].key
             == a.fingerprint.encode()
         )
 
@@ -70,7 +72,8 @@ def test_three_failures_of_one_caller_make_one_alert(bootstrap: str, logdir: Pat
         body = q.json()
         assert body["retainedFailures"] == 3
         assert body["windows"]["caller_repeat"]["count"] == 3
-        assert {x["rule"] for x in body["activeAlerts"]} == {"caller_repeat", "pair_repeat"}
+        assert body["windows"]["caller_repeat"]["explainedBy"] == [a.fingerprint]
+        assert {x["rule"] for x in body["activeAlerts"]} == {"pair_repeat"}
         assert httpx.get(procs.url(wk, "/v1/dids/85299999999"), timeout=10).json()["retainedFailures"] == 3
         assert httpx.get(procs.url(wk, "/v1/callers/999000111"), timeout=10).status_code == 404
         assert httpx.get(procs.url(wk, "/v1/dids/999000111"), timeout=10).status_code == 404

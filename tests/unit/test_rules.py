@@ -10,9 +10,12 @@ from hypothesis import strategies as st
 
 from schemas.alerts import AlertStatus, Rule, Severity
 from stream import rules
-from stream.rules import Failure, Kind, Policy, SubjectState
+from stream.rules import Failure, Kind, Policy, RuleSpec, SubjectState
 
 P = Policy()
+ALONE = Policy(pair_repeat=RuleSpec(Rule.PAIR_REPEAT, 10**6, 1800), caller_scan=RuleSpec(Rule.CALLER_SCAN, 10**6, 600))
+"""caller_repeat with nothing to explain it (pair_repeat and caller_scan out of reach): its own window,
+severity and timing behaviour. How the caller rules share the work: tests/unit/test_precedence.py."""
 T0 = int(datetime(2023, 3, 29, 11, 0, tzinfo=UTC).timestamp() * 1000)
 NOW = 1_800_000_000_000  # wall clock, ms
 
@@ -53,14 +56,14 @@ CALLER_REPEAT_CASES = [
 
 @pytest.mark.parametrize(("name", "items", "expected"), CALLER_REPEAT_CASES, ids=[c[0] for c in CALLER_REPEAT_CASES])
 def test_caller_repeat(name: str, items: list[tuple[str, str]], expected: int) -> None:
-    _, alerts, _ = feed(Kind.CALLER, [(at(t), f"r{i}", d) for i, (t, d) in enumerate(items)])
+    _, alerts, _ = feed(Kind.CALLER, [(at(t), f"r{i}", d) for i, (t, d) in enumerate(items)], ALONE)
     got = [a for a in fired(alerts, Rule.CALLER_REPEAT) if a.severity is Severity.WARNING]
     assert len(got) == expected
 
 
 def test_firing_alert_carries_the_window_and_numbers() -> None:
     _, alerts, _ = feed(
-        Kind.CALLER, [(at("11:09:58"), "a", "d1"), (at("11:09:59"), "b", "d1"), (at("11:10:01"), "c", "d1")]
+        Kind.CALLER, [(at("11:09:58"), "a", "d1"), (at("11:09:59"), "b", "d2"), (at("11:10:01"), "c", "d1")]
     )
     a = fired(alerts, Rule.CALLER_REPEAT)[0]
     assert (a.caller, a.did, a.count, a.threshold, a.windowSeconds) == ("852121199", None, 3, 3, 600)
@@ -70,9 +73,7 @@ def test_firing_alert_carries_the_window_and_numbers() -> None:
     assert a.lastOccurredAt == datetime(2023, 3, 29, 11, 10, 1, tzinfo=UTC)
     assert a.sampleRequestIds == ["a", "b", "c"]
     assert a.fingerprint.startswith("caller_repeat:") and "852121199" not in a.fingerprint
-    # pair_repeat fires too: same caller, same DID, 3 within 30 minutes
-    p = fired(alerts, Rule.PAIR_REPEAT)[0]
-    assert (p.caller, p.did, p.count) == ("852121199", "d1", 3)
+    assert fired(alerts, Rule.PAIR_REPEAT) == []  # d1 failed twice only
 
 
 def test_duplicates_never_count_or_alert() -> None:
@@ -104,7 +105,7 @@ def test_too_late_events_are_refused_not_counted() -> None:
 
 def test_storm_emits_firing_then_one_severity_rise_then_nothing_within_repeat_interval() -> None:
     items = [(T0 + i * 1000, f"r{i}", "d1") for i in range(100)]
-    _, alerts, _ = feed(Kind.CALLER, items)
+    _, alerts, _ = feed(Kind.CALLER, items, ALONE)
     cr = [a for a in alerts if a.rule is Rule.CALLER_REPEAT]
     assert [(a.status, a.severity, a.count) for a in cr] == [
         (AlertStatus.FIRING, Severity.WARNING, 3),
@@ -114,18 +115,18 @@ def test_storm_emits_firing_then_one_severity_rise_then_nothing_within_repeat_in
 
 
 def test_repeat_update_after_the_repeat_interval() -> None:
-    state, alerts, _ = feed(Kind.CALLER, [(T0 + i * 1000, f"r{i}", "d1") for i in range(3)])
+    state, alerts, _ = feed(Kind.CALLER, [(T0 + i * 1000, f"r{i}", "d1") for i in range(3)], ALONE)
     assert len(fired(alerts, Rule.CALLER_REPEAT)) == 1
-    _, more, _ = feed(Kind.CALLER, [(T0 + 5000, "r9", "d1")], now=NOW + 10_000, state=state)
+    _, more, _ = feed(Kind.CALLER, [(T0 + 5000, "r9", "d1")], ALONE, now=NOW + 10_000, state=state)
     assert fired(more, Rule.CALLER_REPEAT) == []
     later = NOW + P.repeat_interval_s * 1000
-    _, more, _ = feed(Kind.CALLER, [(T0 + 6000, "r10", "d1")], now=later, state=state)
+    _, more, _ = feed(Kind.CALLER, [(T0 + 6000, "r10", "d1")], ALONE, now=later, state=state)
     upd = fired(more, Rule.CALLER_REPEAT)
     assert len(upd) == 1 and upd[0].count == 5
 
 
 def test_resolution_after_quiet_period_by_wall_clock() -> None:
-    state, _, _ = feed(Kind.CALLER, [(T0 + i * 1000, f"r{i}", "d1") for i in range(3)])
+    state, _, _ = feed(Kind.CALLER, [*((T0 + i * 1000, f"r{i}", "d1") for i in range(3)), (T0 + 3000, "r3", "d2")])
     quiet = P.resolve_after_ms(P.caller_repeat)
     assert rules.tick(state, NOW + quiet - 1, P) == []
     assert rules.next_due_ms(state, P) == NOW + quiet
@@ -137,7 +138,7 @@ def test_resolution_after_quiet_period_by_wall_clock() -> None:
 
 
 def test_a_new_failure_keeps_an_alert_firing() -> None:
-    state, _, _ = feed(Kind.CALLER, [(T0 + i * 1000, f"r{i}", "d1") for i in range(3)])
+    state, _, _ = feed(Kind.CALLER, [*((T0 + i * 1000, f"r{i}", "d1") for i in range(3)), (T0 + 3000, "r3", "d2")])
     quiet = P.resolve_after_ms(P.caller_repeat)
     feed(Kind.CALLER, [(T0 + 4000, "r4", "d1")], now=NOW + quiet - 1000, state=state)
     assert [a for a in rules.tick(state, NOW + quiet, P) if a.rule is Rule.CALLER_REPEAT] == []
@@ -210,6 +211,11 @@ def test_arrival_order_does_not_change_counts_or_which_rules_fire(items: list[tu
     s1, a1, _ = feed(Kind.CALLER, sorted(base))
     s2, a2, _ = feed(Kind.CALLER, shuffled + shuffled[: len(shuffled) // 2])  # with duplicates, too
     assert s1.events == s2.events
-    assert {a.fingerprint for a in a1 if a.status is AlertStatus.FIRING} == {
-        a.fingerprint for a in a2 if a.status is AlertStatus.FIRING
+    # Which alerts fire at the end; on the way, a caller_repeat may fire and then be handed over to what
+    # explains it, depending on what arrived first (tests/unit/test_precedence.py).
+    assert {k for k, a in s1.alerts.items() if a.firing} == {k for k, a in s2.alerts.items() if a.firing}
+    assert {a.fingerprint for a in a1 if a.status is AlertStatus.FIRING} - {
+        rules.fingerprint(Rule.CALLER_REPEAT, s1.subject)
+    } == {a.fingerprint for a in a2 if a.status is AlertStatus.FIRING} - {
+        rules.fingerprint(Rule.CALLER_REPEAT, s1.subject)
     }
