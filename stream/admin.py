@@ -32,6 +32,20 @@ def topic_specs(s: StreamSettings) -> list[NewTopic]:
             rf,
             topic_configs={"cleanup.policy": "compact,delete", "retention.ms": str(30 * DAY_MS)},
         ),
+        # The live overview: one key ("global"), so compaction keeps the latest document; hourly segments let
+        # compaction run, and a topic no worker has written to for a week empties rather than showing old news.
+        NewTopic(
+            s.overview_topic,
+            1,
+            rf,
+            topic_configs={
+                "cleanup.policy": "compact,delete",
+                "retention.ms": str(7 * DAY_MS),
+                "segment.ms": str(3600 * 1000),
+            },
+        ),
+        # Each worker's per-partition counts for the one aggregator (single partition: one consumer merges all).
+        NewTopic(s.outage_partials_topic, 1, rf, topic_configs={"retention.ms": str(3600 * 1000)}),
         NewTopic(s.caller_ticks_topic, p, rf, topic_configs={"retention.ms": str(3600 * 1000)}),
         NewTopic(s.did_ticks_topic, p, rf, topic_configs={"retention.ms": str(3600 * 1000)}),
         # Faust creates its changelogs at start-up too, but sometimes too late for its own partition check
