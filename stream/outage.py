@@ -283,7 +283,8 @@ def _versioned(data: bytes, what: str, version: int = PARTIAL_VERSION) -> dict[s
 
 class RecentTop:
     """Failures per subject in the last 10 minutes of one partition, for its top 10. In memory only: the owner
-    rebuilds it after a restart or rebalance from the subjects' retained failures (``add`` each one).
+    rebuilds it after a restart or rebalance from the subjects' retained failures (``advance(now)``, then ``add``
+    each one: older minutes are refused at once instead of held until the next ``top``).
 
     Keeps a running total per subject, so ``top`` costs O(subjects), not O(failures).
     """
@@ -506,6 +507,20 @@ def next_due_ms(state: OutageState, policy: OutagePolicy) -> int | None:
     if not state.firing or state.below_since_wall is None:
         return None
     return state.below_since_wall + policy.resolve_s * 1000
+
+
+def with_outage(alerts: Sequence[Alert], outage_fingerprint: str | None) -> list[Alert]:
+    """The per-number alerts, each carrying the firing outage's fingerprint (``None``: no outage, unchanged).
+
+    ``alertId`` stays what the rule made it: a re-sent emission keeps its id even if the outage changed in
+    between, so a consumer's dedup by ``alertId`` still holds.
+    """
+    if outage_fingerprint is None:
+        return list(alerts)
+    return [
+        a if a.rule is Rule.BINDING_OUTAGE else a.model_copy(update={"outageFingerprint": outage_fingerprint})
+        for a in alerts
+    ]
 
 
 def _severity(failures: int, level: int, policy: OutagePolicy) -> Severity:

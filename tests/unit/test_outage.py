@@ -231,22 +231,20 @@ def test_hysteresis_resolves_only_after_the_total_stayed_below_half_for_the_reso
     now = at(0)
     assert [a.status for a in outage.evaluate(state, fig(400), now, P)] == [AlertStatus.FIRING]
     assert state.level == 200
-    timeline = [
+    timeline = [  # (seconds after firing, 5-minute total, what is emitted)
         (60, 150, []),  # below the threshold but not below half: still firing, no timer
         (120, 99, []),  # below half (100): the timer starts
         (400, 100, []),  # back at half: the timer is reset
         (460, 99, []),  # below half again: a new timer
         (759, 0, []),  # 299 s below half
-        (760, [], [AlertStatus.RESOLVED]),  # 300 s: resolved (numbers from the previous figures)
+        (760, 0, [AlertStatus.RESOLVED]),  # 300 s: resolved
         (800, 0, []),  # and only once
     ]
-    last = 0
     for seconds, failures, expected in timeline:
-        last = failures if isinstance(failures, int) else last
-        out = outage.evaluate(state, fig(last), now + seconds * 1000, P)
+        out = outage.evaluate(state, fig(failures), now + seconds * 1000, P)
         assert [a.status for a in out] == expected, seconds
-        if seconds == 120:
-            assert outage.next_due_ms(state, P) == now + 420_000
+        if seconds == 460:
+            assert outage.next_due_ms(state, P) == now + 760_000
     assert not state.firing and outage.next_due_ms(state, P) is None
 
 
@@ -276,6 +274,19 @@ def test_severity_rise_then_repeat_interval_then_a_new_episode_after_resolution(
     assert resolved.status is AlertStatus.RESOLVED and resolved.fingerprint == first.fingerprint
     [second] = outage.evaluate(state, fig(300), later + 10 * repeat_ms, P)
     assert second.fingerprint != first.fingerprint and state.episode == 2 and second.severity is Severity.WARNING
+
+
+def test_per_number_alerts_carry_the_outage_fingerprint_and_keep_their_ids() -> None:
+    caller = SubjectState(Kind.CALLER, "852121199")
+    per_number = [
+        a for i in range(3) for a in rules.apply(caller, Failure(at(0) + i, f"r{i}", "d1"), at(1), Policy()).alerts
+    ]
+    state = outage.OutageState()
+    [out] = outage.evaluate(state, fig(300), at(1), P)
+    stamped = outage.with_outage([*per_number, out], state.fingerprint())
+    assert [a.outageFingerprint for a in stamped] == [out.fingerprint] * len(per_number) + [None]
+    assert [a.alertId for a in stamped] == [a.alertId for a in [*per_number, out]]
+    assert outage.with_outage(per_number, None) == per_number and per_number[0].outageFingerprint is None
 
 
 def test_alert_ids_are_deterministic() -> None:
