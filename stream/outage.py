@@ -87,44 +87,46 @@ def minute_of(ts_ms: int) -> int:
 
 
 def neighbours(events: Sequence[Failure], new: Failure) -> list[int]:
-    """Times of the subject's *other* failures near ``new`` (within 5 minutes either side), from its sorted
-    ``SubjectState.events`` after ``new`` was inserted: what ``PartitionCounts.count`` needs. O(log n + k)."""
-    lo = (minute_of(new.ts) - WINDOW_MINUTES + 1) * MINUTE_MS
-    hi = (minute_of(new.ts) + WINDOW_MINUTES) * MINUTE_MS
+    """The times of the subject's failures just before and just after ``new`` (0 to 2 of them), from its sorted
+    ``SubjectState.events`` after ``new`` was inserted: all ``PartitionCounts.count`` needs. O(log n).
+
+    Only the nearest other failure on each side matters: the latest one at or before ``new`` covers the most
+    windows that end after it, the earliest one at or after it the most windows that end before it.
+    """
+    i = bisect_left(events, new)
     out = []
-    for f in events[bisect_left(events, Failure(lo, "", "")) :]:
-        if f.ts >= hi:
-            break
-        if f.rid != new.rid:
-            out.append(f.ts)
+    if i > 0:
+        out.append(events[i - 1].ts)
+    if i + 1 < len(events):
+        out.append(events[i + 1].ts)
     return out
 
 
-def distinct_windows(ts: int, others: Iterable[int], floor_ts: int | None = None) -> list[int]:
+def distinct_windows(ts: int, others: Iterable[int], floor_ts: int | None = None) -> range:
     """Minutes ``j`` whose 5-minute distinct count (window ``[j-4, j]``) the subject's new failure at ``ts``
     raises: those in ``k .. k+4`` (``k`` its minute) where the subject had no other failure.
 
+    A failure at minute ``m <= k`` already counts in the windows ending at ``k .. m+4``; one at ``m >= k`` in
+    those ending at ``m .. k+4``; so the nearest other on each side decides (``neighbours``).
     ``floor_ts``: the subject's eviction floor (``SubjectState.floor_ts``). Failures at or before it were dropped
     from the state, so its minute and every earlier one count as "had a failure": a subject beyond
     ``max_events`` is under-counted rather than counted twice.
     """
     k = minute_of(ts)
-    had = {minute_of(t) for t in others}
-    floor = minute_of(floor_ts) if floor_ts is not None else None
-    out = []
-    for j in range(k, k + WINDOW_MINUTES):
-        lo = j - WINDOW_MINUTES + 1
-        if floor is not None and floor >= lo:
-            continue
-        if not any(lo <= m <= j for m in had):
-            out.append(j)
-    return out
-
-
-def _action_key(action: str | None) -> str:
-    if action is None or action == "":
-        return NO_ACTION
-    return action[:MAX_ACTION_LENGTH]
+    before: int | None = None
+    after: int | None = None
+    for t in others:
+        m = minute_of(t)
+        if m <= k and (before is None or m > before):
+            before = m
+        if m >= k and (after is None or m < after):
+            after = m
+    if floor_ts is not None:
+        floor = min(minute_of(floor_ts), k)
+        before = floor if before is None else max(before, floor)
+    lo = k if before is None else max(k, before + WINDOW_MINUTES)
+    hi = k + WINDOW_MINUTES - 1 if after is None else min(k + WINDOW_MINUTES - 1, after - 1)
+    return range(lo, hi + 1)
 
 
 @dataclass
@@ -185,26 +187,36 @@ class PartitionCounts:
         shown), and a push stamped in the future counts in the current minute, so no minute that has not begun
         holds failures.
         """
-        verdict = Verdict(verdict)
-        if verdict is Verdict.TOO_LATE:
+        if verdict == Verdict.TOO_LATE:
             return
-        now_minute = minute_of(now_ms)
-        minute = min(minute_of(ts), now_minute)
+        now_minute = now_ms // MINUTE_MS
+        minute = min(ts // MINUTE_MS, now_minute)
         if minute <= now_minute - RETAIN_MINUTES:
             return
-        m = self._minute(minute)
-        if verdict is Verdict.DUPLICATE:
+        minutes = self.minutes
+        m = minutes.get(minute)
+        if m is None:
+            m = minutes[minute] = Minute()
+        if verdict == Verdict.DUPLICATE:
             m.dup += 1
             return
+        if verdict != Verdict.NEW:
+            raise ValueError(f"unknown verdict {verdict!r}")
         m.new += 1
-        key = _action_key(action)
-        if key not in m.actions and len(m.actions) >= MAX_ACTIONS:
+        key = NO_ACTION if not action else action[:MAX_ACTION_LENGTH]
+        actions = m.actions
+        if key not in actions and len(actions) >= MAX_ACTIONS:
             key = OTHER_ACTION
-        m.actions[key] = m.actions.get(key, 0) + 1
-        self.newest_ts = ts if self.newest_ts is None else max(self.newest_ts, ts)
-        clamped = min(ts, now_ms)
-        for j in distinct_windows(clamped, (min(t, now_ms) for t in others), floor_ts):
-            self._minute(j).distinct += 1
+        actions[key] = actions.get(key, 0) + 1
+        if self.newest_ts is None or ts > self.newest_ts:
+            self.newest_ts = ts
+        if ts > now_ms:
+            ts, others = now_ms, [min(t, now_ms) for t in others]
+        for j in distinct_windows(ts, others, floor_ts):
+            d = minutes.get(j)
+            if d is None:
+                d = minutes[j] = Minute()
+            d.distinct += 1
 
     def prune(self, now_ms: int) -> None:
         cut = minute_of(now_ms) - RETAIN_MINUTES

@@ -351,13 +351,20 @@ def test_future_stamped_failures_count_now_and_too_old_ones_not_at_all() -> None
 
 
 def test_a_subjects_other_failures_keep_it_counted_once_per_window() -> None:
-    assert outage.distinct_windows(at(10), []) == [minute_of(at(m)) for m in range(10, 15)]
-    # a failure two minutes earlier already counts in the windows ending at 10..11
-    assert outage.distinct_windows(at(10), [at(8)]) == [minute_of(at(m)) for m in (13, 14)]
-    assert outage.distinct_windows(at(10), [at(12.5)]) == [minute_of(at(m)) for m in (10, 11)]
-    assert outage.distinct_windows(at(10), [at(10.9)]) == []
+    def windows(ts: int, others: list[int], floor_ts: int | None = None) -> list[int]:
+        return [j - minute_of(T0) for j in outage.distinct_windows(ts, others, floor_ts)]
+
+    assert windows(at(10), []) == [10, 11, 12, 13, 14]
+    # a failure two minutes earlier already counts in the windows ending at 10..12
+    assert windows(at(10), [at(8)]) == [13, 14]
+    assert windows(at(10), [at(3), at(8), at(4)]) == [13, 14]  # only the nearest one matters
+    assert windows(at(10), [at(12.5), at(14)]) == [10, 11]
+    assert windows(at(10), [at(8), at(12.5)]) == []
+    assert windows(at(10), [at(10.9)]) == []
+    assert windows(at(10), [at(16)]) == [10, 11, 12, 13, 14]
     # evicted failures up to 9:00: windows that reach back to minute 9 are taken as already counted
-    assert outage.distinct_windows(at(10), [], floor_ts=at(9)) == [minute_of(at(14))]
+    assert windows(at(10), [], floor_ts=at(9)) == [14]
+    assert windows(at(10), [], floor_ts=at(11)) == []
 
 
 def test_actions_are_bounded() -> None:
