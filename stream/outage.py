@@ -60,8 +60,8 @@ HISTORY_MINUTES = 60
 BASELINE_WINDOWS = 60
 """5-minute totals in the baseline: the windows ending at each of the 60 minutes before the current window."""
 MIN_BASELINE_WINDOWS = 15
-"""The rule waits until the baseline has this many 5-minute totals (24 minutes after the aggregator first heard
-from a worker): before that an unknown past is not a quiet one, and a busy system would page at start."""
+"""The rule waits until the baseline has this many 5-minute totals (24 minutes after the earliest ``since_ts`` of
+the caller partitions): an unknown past is not a quiet one, and a busy system would page at start."""
 RETAIN_MINUTES = WINDOW_MINUTES + BASELINE_WINDOWS + 10
 """Minutes a partition and the aggregator keep: enough for the baseline, with slack for late pushes."""
 MAX_ACTIONS = 32
@@ -162,6 +162,11 @@ class PartitionCounts:
     """Input offset of the last record counted: the watermark that makes replays harmless (module docstring)."""
     newest_ts: int | None = None
     minutes: dict[int, Minute] = field(default_factory=dict)
+    since_ts: int | None = None
+    """Where this partition's knowledge begins: create it with the wall-clock time counting starts (from then on
+    every failure of the partition is seen, earlier ones too, as the consumer starts at the earliest offset);
+    a failure counted from before lowers it. Minutes before it are unknown rather than quiet, and the baseline
+    leaves them out (``MIN_BASELINE_WINDOWS``). ``None``: nothing known yet."""
 
     def covers(self, offset: int) -> bool:
         """True when the record at ``offset`` was already counted (a replay after a crash): skip it."""
@@ -193,6 +198,9 @@ class PartitionCounts:
         minute = min(ts // MINUTE_MS, now_minute)
         if minute <= now_minute - RETAIN_MINUTES:
             return
+        start = minute * MINUTE_MS
+        if self.since_ts is None or start < self.since_ts:
+            self.since_ts = start
         minutes = self.minutes
         m = minutes.get(minute)
         if m is None:
@@ -241,6 +249,7 @@ class PartitionCounts:
             "o": self.offset,
             "n": self.newest_ts,
             "m": [m.row(minute) for minute, m in sorted(self.minutes.items())],
+            "s": self.since_ts,
         }
 
     @classmethod
@@ -251,14 +260,16 @@ class PartitionCounts:
     def _of_doc(cls, doc: dict[str, Any]) -> PartitionCounts:
         try:
             stage, partition, offset, newest = Kind(doc["k"]), doc["p"], doc["o"], doc["n"]
-            rows = doc["m"]
+            rows, since = doc["m"], doc["s"]
         except (KeyError, ValueError) as exc:
             raise ValueError(f"partition counts without a valid {exc}") from None
-        if type(partition) is not int or type(offset) is not int or not (newest is None or type(newest) is int):
-            raise ValueError("partition, offset and newest time must be integers")
+        if type(partition) is not int or type(offset) is not int:
+            raise ValueError("partition and offset must be integers")
+        if not all(x is None or type(x) is int for x in (newest, since)):
+            raise ValueError("newest and since times must be integers or null")
         if not isinstance(rows, list):
             raise ValueError("minutes are not a list")
-        return cls(stage, partition, offset, newest, dict(Minute.of_row(r) for r in rows))
+        return cls(stage, partition, offset, newest, dict(Minute.of_row(r) for r in rows), since)
 
     def partial(
         self, now_ms: int, top: Sequence[tuple[str, int]] = (), firing: Mapping[str, int] | None = None
@@ -273,6 +284,7 @@ class PartitionCounts:
                 self.offset,
                 self.newest_ts,
                 {k: replace(m, actions=dict(m.actions)) for k, m in self.minutes.items()},
+                self.since_ts,
             ),
             top=tuple(top),
             top_end=minute_of(now_ms),
@@ -589,12 +601,9 @@ class Aggregate:
 
     partials: dict[str, Partial] = field(default_factory=dict)
     outage: OutageState = field(default_factory=OutageState)
-    since_ms: int | None = None
-    """Send time of the first partial ever merged: minutes before it are unknown, not quiet (the baseline)."""
 
     def merge(self, partial: Partial) -> bool:
         """Keep ``partial`` if it is later than the one held for its partition; True if it replaced it."""
-        self.since_ms = partial.sent_ms if self.since_ms is None else min(self.since_ms, partial.sent_ms)
         held = self.partials.get(partial.key)
         if held is not None and held.order_key() >= partial.order_key():
             return False
@@ -644,7 +653,8 @@ class Aggregate:
         t = self.totals(first, end)
         new = [t[m].new for m in range(first, end + 1)]
         sums = [sum(new[i : i + WINDOW_MINUTES]) for i in range(len(new) - WINDOW_MINUTES + 1)]
-        known = max(first, minute_of(self.since_ms)) if self.since_ms is not None else end + 1
+        since = [p.counts.since_ts for p in self._stage(Kind.CALLER) if p.counts.since_ts is not None]
+        known = max(first, minute_of(min(since))) if since else end + 1
         # the windows that end before the current one starts, and start at or after the first known minute
         history = sums[max(0, known - first) : -WINDOW_MINUTES]
         window = [m for m in range(start, end + 1) if t[m].new]
@@ -745,9 +755,12 @@ class Aggregate:
         return self.outage.fingerprint() if self.outage.firing else None
 
     # --- persistence ------------------------------------------------------------------------------------------
-    def dump(self) -> bytes:
-        parts = [orjson.loads(p.encode()) for _, p in sorted(self.partials.items())]
-        return orjson.dumps({"v": AGGREGATE_VERSION, "p": parts, "o": self.outage.doc(), "s": self.since_ms})
+    def dump(self, with_partials: bool = True) -> bytes:
+        """The table value. Without partials it is a few bytes: every worker re-sends its partitions' absolute
+        counts at each interval, so after a restart the aggregator waits for them (``ready``) rather than
+        rewriting tens of kilobytes per merge."""
+        parts = [orjson.loads(p.encode()) for _, p in sorted(self.partials.items())] if with_partials else []
+        return orjson.dumps({"v": AGGREGATE_VERSION, "p": parts, "o": self.outage.doc()})
 
     @classmethod
     def load(cls, data: bytes) -> Aggregate:
@@ -755,6 +768,4 @@ class Aggregate:
         agg = cls(outage=OutageState.of_doc(doc.get("o")))
         for part in doc.get("p") or []:
             agg.merge(Partial.decode(orjson.dumps(part)))
-        since = doc.get("s")
-        agg.since_ms = since if type(since) is int else agg.since_ms
         return agg

@@ -239,12 +239,12 @@ def test_alerts_of_every_rule_and_status_validate() -> None:
 def test_overviews_the_aggregator_builds_validate() -> None:
     """A quiet overview and one during an outage, built by the real aggregator from real partials."""
     now = 1_800_000_000_123
-    agg = outage.Aggregate(since_ms=now - 7_200_000)
+    agg = outage.Aggregate()
     quiet = agg.overview(now, outage.OutagePolicy(), 8, 30_000)
     minute = now // 60_000
     for kind in rules.Kind:
         for p in range(8):
-            counts = outage.PartitionCounts(kind, p, 100 + p, now - 2000)
+            counts = outage.PartitionCounts(kind, p, 100 + p, now - 2000, since_ts=now - 7_200_000)
             counts.minutes[minute] = outage.Minute(60, 3, 150, {"queryAXB": 55, "(none)": 5})
             agg.merge(counts.partial(now, [(f"8521{p}{i:04d}", 20 - i) for i in range(10)], {"did_hot": p}))
     assert [a.rule for a in agg.evaluate(now, outage.OutagePolicy(min_failures=100), 8)] == [Rule.BINDING_OUTAGE]

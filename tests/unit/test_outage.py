@@ -54,7 +54,8 @@ class Sim:
     next_rid: int = 0
 
     def __post_init__(self) -> None:
-        self.counts = {k: [PartitionCounts(k, p) for p in range(self.partitions)] for k in Kind}
+        # counting starts at T0 (wall clock) in every partition
+        self.counts = {k: [PartitionCounts(k, p, since_ts=T0) for p in range(self.partitions)] for k in Kind}
         self.tops = {k: [RecentTop() for _ in range(self.partitions)] for k in Kind}
 
     def fail(self, ts: int, caller: str, did: str, now: int, action: str | None = "queryAXB", rid: str = "") -> None:
@@ -209,6 +210,23 @@ def test_no_firing_while_the_baseline_warms_up() -> None:
     [a] = armed.alerts  # not during minute 22 (14 windows), but at 23:00 (15 windows, ending at 4..18)
     assert a.emittedAt == datetime.fromtimestamp(at(23) / 1000, tz=UTC)
     assert (a.baseline, a.threshold, a.count) == (0.0, 10, 20)
+
+
+def test_history_is_known_from_event_time_so_a_new_aggregator_or_a_backfill_needs_no_warm_up() -> None:
+    """The baseline's history starts where the partitions' knowledge does (``since_ts``), not when the
+    aggregator started: an aggregator that moved to another worker, or workers that read an hour of pushes
+    from the topic at start, judge at once."""
+    sim = Sim()
+    sim.counts = {k: [PartitionCounts(k, p, since_ts=at(65)) for p in range(2)] for k in Kind}  # start now
+    now = at(65.5)
+    for i in range(65):  # an hour of quiet pushes, all read now (a backlog)
+        for j, (c, d) in enumerate(quiet(i)):
+            sim.fail(at(i) + j * 15_000, c, d, now)
+    for c, d in burst(300, 40, 1)(0):
+        sim.fail(at(65) + 1000, c, d, now)
+    [a] = sim.publish(now)
+    assert (a.baseline, a.threshold) == (20.0, 200)
+    assert sim.agg.figures(now).baseline_windows == 57  # windows ending at 4..60: history begins at minute 0
 
 
 def test_threshold_boundary_is_inclusive() -> None:
@@ -439,7 +457,9 @@ def test_a_replay_after_a_crash_counts_each_record_once() -> None:
 
 
 def partial(partition: int, offset: int, sent: int, new: int, stage: Kind = Kind.CALLER) -> Partial:
-    c = PartitionCounts(stage, partition, offset, at(1), {minute_of(at(1)): outage.Minute(new, 0, new, {"q": new})})
+    c = PartitionCounts(
+        stage, partition, offset, at(1), {minute_of(at(1)): outage.Minute(new, 0, new, {"q": new})}, at(1)
+    )
     return c.partial(sent, [(f"852{partition}", new)], {"caller_repeat": partition})
 
 
@@ -486,6 +506,8 @@ def test_partial_and_aggregate_round_trip_through_bytes() -> None:
         assert Partial.decode(p.encode()) == p
     again = Aggregate.load(sim.agg.dump())
     assert again.dump() == sim.agg.dump() and again.outage == sim.agg.outage
+    small = Aggregate.load(sim.agg.dump(with_partials=False))
+    assert small.partials == {} and small.outage == sim.agg.outage and not small.ready(2)
     assert PartitionCounts.load(sim.counts[Kind.CALLER][0].dump()) == sim.counts[Kind.CALLER][0]
 
 
@@ -495,8 +517,8 @@ def test_partial_and_aggregate_round_trip_through_bytes() -> None:
         (b"not json", "not JSON"),
         (b"[1]", "expected a JSON object"),
         (b'{"v": 2}', "unknown version 2"),
-        (b'{"v": 1, "k": "caller", "p": 0, "o": 1, "n": null, "m": [[1, 2]]}', "minute row"),
-        (b'{"v": 1, "k": "caller", "p": 0, "o": 1, "n": null, "m": [], "t": [["852121199", "x"]]}', "top"),
+        (b'{"v": 1, "k": "caller", "p": 0, "o": 1, "n": null, "s": null, "m": [[1, 2]]}', "minute row"),
+        (b'{"v": 1, "k": "caller", "p": 0, "o": 1, "n": null, "s": null, "m": [], "t": [["852121199", "x"]]}', "top"),
     ],
 )
 def test_undecodable_partials_say_why_without_the_numbers(data: bytes, message: str) -> None:
@@ -507,8 +529,8 @@ def test_undecodable_partials_say_why_without_the_numbers(data: bytes, message: 
 
 # --- the aggregate: readiness, top 10, overview -------------------------------------------------------------
 def test_the_rule_waits_until_every_partition_has_reported() -> None:
-    agg = Aggregate(since_ms=at(-65))  # an hour of history known
-    huge = PartitionCounts(Kind.CALLER, 0, 1, at(5), {minute_of(at(5)): outage.Minute(10_000, 0, 10_000, {})})
+    agg = Aggregate()
+    huge = PartitionCounts(Kind.CALLER, 0, 1, at(5), {minute_of(at(5)): outage.Minute(10_000, 0, 10_000, {})}, at(-65))
     agg.merge(huge.partial(at(5.5)))
     assert not agg.ready(2) and agg.evaluate(at(5.5), P, 2) == []
     for kind, p in ((Kind.CALLER, 1), (Kind.DID, 0), (Kind.DID, 1)):
