@@ -81,6 +81,9 @@ class Verdict(StrEnum):
     TOO_LATE = "too_late"
 
 
+_VERDICTS = frozenset(Verdict)
+
+
 def minute_of(ts_ms: int) -> int:
     """Epoch minute of an epoch-ms time."""
     return ts_ms // MINUTE_MS
@@ -190,8 +193,10 @@ class PartitionCounts:
         ``others``: the subject's other failure times (``neighbours``); ``now_ms`` (wall clock) bounds the
         minutes kept: a push older than the retained range is not counted here (it is older than any figure
         shown), and a push stamped in the future counts in the current minute, so no minute that has not begun
-        holds failures.
+        holds failures (its distinct windows are then approximate: the only case that is not exact).
         """
+        if verdict not in _VERDICTS:
+            raise ValueError(f"unknown verdict {verdict!r}")
         if verdict == Verdict.TOO_LATE:
             return
         now_minute = now_ms // MINUTE_MS
@@ -208,8 +213,6 @@ class PartitionCounts:
         if verdict == Verdict.DUPLICATE:
             m.dup += 1
             return
-        if verdict != Verdict.NEW:
-            raise ValueError(f"unknown verdict {verdict!r}")
         m.new += 1
         key = NO_ACTION if not action else action[:MAX_ACTION_LENGTH]
         actions = m.actions
@@ -230,12 +233,6 @@ class PartitionCounts:
         cut = minute_of(now_ms) - RETAIN_MINUTES
         for minute in [m for m in self.minutes if m <= cut]:
             del self.minutes[minute]
-
-    def _minute(self, minute: int) -> Minute:
-        m = self.minutes.get(minute)
-        if m is None:
-            m = self.minutes[minute] = Minute()
-        return m
 
     # --- persistence (one table value per partition, versioned) ---------------------------------------------
     def dump(self) -> bytes:

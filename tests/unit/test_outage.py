@@ -307,6 +307,38 @@ def test_per_number_alerts_carry_the_outage_fingerprint_and_keep_their_ids() -> 
     assert outage.with_outage(per_number, None) == per_number and per_number[0].outageFingerprint is None
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 200), st.integers(0, 3000), st.integers(0, 120)), min_size=1, max_size=80))
+def test_lifecycle_invariants_hold_for_any_sequence_of_figures(steps: list[tuple[int, int, int]]) -> None:
+    state, now = outage.OutageState(), at(0)
+    seen: list[tuple[int, int]] = []  # (time, failures) of every evaluation
+    emitted: list[tuple[int, int, Alert]] = []  # (time, failures, alert)
+    for dt, failures, callers in steps:
+        now += dt * 1000
+        seen.append((now, failures))
+        emitted += [(now, failures, a) for a in outage.evaluate(state, fig(failures, callers), now, P)]
+    assert len({a.alertId for _, _, a in emitted}) == len(emitted)
+    episodes: dict[str, list[tuple[int, int, Alert]]] = {}
+    for e in emitted:
+        episodes.setdefault(e[2].fingerprint, []).append(e)
+    for chain in episodes.values():
+        t0, f0, first = chain[0]
+        assert first.status is AlertStatus.FIRING and f0 >= first.threshold
+        assert first.distinctCallers is not None and first.distinctCallers >= P.min_callers
+        statuses = [a.status for _, _, a in chain]
+        assert AlertStatus.RESOLVED not in statuses[:-1]  # at most one resolution, and it ends the episode
+        severities = [a.severity is Severity.CRITICAL for _, _, a in chain if a.status is AlertStatus.FIRING]
+        assert severities == sorted(severities)  # severity never falls within an episode
+        if statuses[-1] is AlertStatus.RESOLVED:
+            t_end = chain[-1][0]
+            # every evaluation in the resolve period before it was below half the firing level
+            period = [f for t, f in seen if t_end - P.resolve_s * 1000 <= t <= t_end]
+            assert all(f * 2 < first.threshold for f in period)
+            assert any(t <= t_end - P.resolve_s * 1000 for t, _ in seen if t >= t0)
+    # one open episode at most: every episode but the last is resolved
+    assert all(chain[-1][2].status is AlertStatus.RESOLVED for chain in list(episodes.values())[:-1])
+
+
 def test_alert_ids_are_deterministic() -> None:
     def story() -> list[str]:
         s = outage.OutageState()
@@ -383,6 +415,13 @@ def test_a_subjects_other_failures_keep_it_counted_once_per_window() -> None:
     # evicted failures up to 9:00: windows that reach back to minute 9 are taken as already counted
     assert windows(at(10), [], floor_ts=at(9)) == [14]
     assert windows(at(10), [], floor_ts=at(11)) == []
+
+
+def test_an_unknown_verdict_is_refused_before_anything_changes() -> None:
+    c = PartitionCounts(Kind.CALLER, 0)
+    with pytest.raises(ValueError, match="unknown verdict"):
+        c.count(at(1), "counted", "q", [], at(1))
+    assert c == PartitionCounts(Kind.CALLER, 0)
 
 
 def test_actions_are_bounded() -> None:
@@ -473,6 +512,11 @@ def test_merge_keeps_the_latest_partial_of_each_partition() -> None:
     minute = minute_of(at(1))
     assert agg.totals(minute, minute)[minute].new == 7
     assert agg.firing()["caller_repeat"] == 1
+    # a partition silent for the retained range is forgotten, so a restarted offset is taken again
+    agg.prune(at(3) + outage.RETAIN_MINUTES * MINUTE_MS)
+    assert set(agg.partials) == {"caller:0", "caller:1"}
+    agg.prune(at(3) + outage.RETAIN_MINUTES * MINUTE_MS + 1)
+    assert agg.partials == {} and agg.merge(partial(0, 0, at(80), 1))
 
 
 @settings(max_examples=150, deadline=None)
