@@ -680,7 +680,7 @@ class Aggregate:
 
     def top(self, stage: Kind, now_ms: int) -> list[tuple[str, int]]:
         """Global top 10 of the last 10 minutes, merged from the partitions' top 10s (exact: see ``RecentTop``).
-        A partition whose latest top 10 ended more than 10 minutes ago adds nothing."""
+        A partition whose latest top 10 covers no minute of the last 10 (its worker is gone) adds nothing."""
         cut = minute_of(now_ms) - TOP_MINUTES
         merged: dict[str, int] = {}
         for p in self._stage(stage):

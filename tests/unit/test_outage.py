@@ -600,6 +600,15 @@ def test_global_top_10_is_exact(failures: list[tuple[int, int]], partitions: int
     assert agg.top(Kind.CALLER, now) == want
 
 
+def test_a_partitions_top_10_older_than_10_minutes_adds_nothing() -> None:
+    agg = Aggregate()
+    old, fresh = PartitionCounts(Kind.DID, 0), PartitionCounts(Kind.DID, 1)
+    agg.merge(old.partial(at(0.5), [("85291", 50)]))
+    agg.merge(fresh.partial(at(9.5), [("85292", 3)]))
+    assert agg.top(Kind.DID, at(9.5)) == [("85291", 50), ("85292", 3)]  # its window (-9 .. 0) overlaps 0 .. 9
+    assert agg.top(Kind.DID, at(10.5)) == [("85292", 3)]  # but not 1 .. 10
+
+
 def test_overview_document() -> None:
     sim = baseline_then(burst(300, 40, 3), 4)
     now = at(69) - 1
