@@ -417,6 +417,19 @@ def test_a_subjects_other_failures_keep_it_counted_once_per_window() -> None:
     assert windows(at(10), [], floor_ts=at(11)) == []
 
 
+def test_a_partial_stays_far_below_kafkas_record_limit_whatever_the_actions() -> None:
+    """Hostile input: every retained minute full of the longest distinct actions, and a full top 10."""
+    c = PartitionCounts(Kind.CALLER, 0)
+    now = at(outage.RETAIN_MINUTES)
+    for minute in range(1, outage.RETAIN_MINUTES + 1):
+        for i in range(outage.MAX_ACTIONS + 5):
+            c.count(at(minute) - 1, Verdict.NEW, f"{i:04d}" + "x" * 500, [], now)
+    top = [(f"{'9' * 20}{i}", 10**9) for i in range(10)]
+    size = len(c.partial(now, top, {r.value: 10**9 for r in Rule}).encode())
+    full = [m for m in c.minutes.values() if len(m.actions) == outage.MAX_ACTIONS + 1]
+    assert len(full) == outage.RETAIN_MINUTES - 1 and size < 256 * 1024, size  # limit: 1 MiB
+
+
 def test_an_unknown_verdict_is_refused_before_anything_changes() -> None:
     c = PartitionCounts(Kind.CALLER, 0)
     with pytest.raises(ValueError, match="unknown verdict"):
