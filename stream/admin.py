@@ -13,6 +13,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from stream.compat import changelog_topic_name
 from stream.config import StreamSettings
+from stream.counting import OUTAGE_TABLE
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -54,6 +55,7 @@ def topic_specs(s: StreamSettings) -> list[NewTopic]:
             NewTopic(changelog_topic_name(s.app_id, table), p, rf, topic_configs={"cleanup.policy": "compact"})
             for table in ("callers", "dids")
         ),
+        NewTopic(changelog_topic_name(s.app_id, OUTAGE_TABLE), 1, rf, topic_configs={"cleanup.policy": "compact"}),
     ]
     for t in specs:
         t.topic_configs = {**t.topic_configs, **isr}

@@ -15,6 +15,8 @@ from stream.outage import Partial, PartitionCounts, RecentTop
 from stream.rules import Kind
 
 RESERVED_PREFIX = "~"
+OUTAGE_TABLE = "outage"
+"""The aggregator's one-partition table (key ``global``): the outage rule's state."""
 
 
 def counts_key(partition: int) -> str:

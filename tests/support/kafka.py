@@ -34,6 +34,8 @@ class Names:
             "BINDWATCH_DLQ_TOPIC": f"{self.tag}.dlq",
             "BINDWATCH_BY_DID_TOPIC": f"{self.tag}.by-did",
             "BINDWATCH_ALERTS_TOPIC": f"{self.tag}.alerts",
+            "BINDWATCH_OVERVIEW_TOPIC": f"{self.tag}.overview",
+            "BINDWATCH_OUTAGE_PARTIALS_TOPIC": f"{self.tag}.outage-partials",
             "BINDWATCH_APP_ID": f"{self.tag}-app",
             "BINDWATCH_PARTITIONS": str(partitions),
         }
@@ -45,6 +47,8 @@ class Names:
             dlq_topic=f"{self.tag}.dlq",
             by_did_topic=f"{self.tag}.by-did",
             alerts_topic=f"{self.tag}.alerts",
+            overview_topic=f"{self.tag}.overview",
+            outage_partials_topic=f"{self.tag}.outage-partials",
             app_id=f"{self.tag}-app",
             partitions=partitions,
         )
