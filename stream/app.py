@@ -298,9 +298,11 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
             return
         now = wall_ms()
         assigned = app.assignor.assigned_actives()
+        stage_cores = {rules.Kind.CALLER: caller_core, rules.Kind.DID: did_core}
         for kind, name in stage_topics().items():
             mine = {tp.partition for tp in assigned if tp.topic == name}
-            for partial in counters[kind].partials(now, mine):
+            firing = stage_cores[kind].firing_counts(s.partitions)
+            for partial in counters[kind].partials(now, mine, firing):
                 await partials_topic.send(key=partial.key, value=partial.encode())
 
     async def publish_overview(agg: outage.Aggregate, now: int) -> None:

@@ -127,6 +127,8 @@ class StageCore:
         """Outage counts of this stage's partitions (``stream.counting``), written before the subjects."""
         self.outage_fingerprint = outage_fingerprint
         """The firing outage's fingerprint, stamped on this stage's alerts (``stream.outage.with_outage``)."""
+        self.firing: dict[str, frozenset[str]] = {}
+        """The rules firing for each subject of this worker with a firing alert (the overview's counts)."""
         self.due: dict[str, int] = {}
         """Wall-clock ms at which each firing subject of this worker may resolve."""
         self._scan: Iterator[tuple[str, bytes]] | None = None
@@ -223,14 +225,33 @@ class StageCore:
         if state is None:
             self.table.delete(key, where)
             self.due.pop(key, None)
+            self.firing.pop(key, None)
             self.metrics.deleted.labels(self.kind.value).inc()
             return
         self.table.set(key, state.dump(), where)
+        self._note_firing(key, state)
         due = rules.next_due_ms(state, self.policy)
         if due is None:
             self.due.pop(key, None)
         else:
             self.due[key] = due
+
+    def _note_firing(self, key: str, state: SubjectState) -> None:
+        firing = frozenset(a.rule.value for a in state.alerts.values() if a.firing)
+        if firing:
+            self.firing[key] = firing
+        else:
+            self.firing.pop(key, None)
+
+    def firing_counts(self, partitions: int) -> dict[int, dict[str, int]]:
+        """Firing alerts per rule, per partition (a subject's partition: ``bundle.partition_for`` of its key,
+        in both stages), for the outage partials."""
+        out: dict[int, dict[str, int]] = {}
+        for key, firing in self.firing.items():
+            per = out.setdefault(bundle.partition_for(key, partitions), {})
+            for rule in firing:
+                per[rule] = per.get(rule, 0) + 1
+        return out
 
     def _log_alerts(self, alerts: Sequence[Alert]) -> None:
         for a in alerts:
@@ -249,6 +270,7 @@ class StageCore:
     def rebuild_due(self) -> None:
         """Rebuild the index of firing subjects from the table (after recovery or a rebalance)."""
         self.due.clear()
+        self.firing.clear()
         resolve_min = min(self.policy.resolve_after_ms(sp) for sp in self.policy.specs(self.kind))
         for key, value in self.table.items():
             if is_reserved(key):
@@ -256,6 +278,7 @@ class StageCore:
             firing, last = rules.peek(value)
             if firing:
                 self.due[key] = last + resolve_min
+                self._note_firing(key, SubjectState.load(value))
         self._scan = None
         self.metrics.firing.labels(self.kind.value).set(len(self.due))
 

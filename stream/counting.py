@@ -51,14 +51,16 @@ class StageCounter:
     def top(self, partition: int) -> RecentTop:
         return self.tops.setdefault(partition, RecentTop())
 
-    def partials(self, now: int, partitions: set[int] | None = None) -> list[Partial]:
+    def partials(
+        self, now: int, partitions: set[int] | None = None, firing: dict[int, dict[str, int]] | None = None
+    ) -> list[Partial]:
         """One partial per partition held (or per partition in ``partitions``: new, empty ones for those not
-        seen yet, so the aggregator hears from every partition)."""
+        seen yet, so the aggregator hears from every partition), with its firing alerts per rule."""
         keys = set(self.counts) if partitions is None else partitions
         out = []
         for p in sorted(keys):
             c = self.counts.get(p) or PartitionCounts(self.kind, p, since_ts=now)
-            out.append(c.partial(now, self.top(p).top(now), {}))
+            out.append(c.partial(now, self.top(p).top(now), (firing or {}).get(p, {})))
         return out
 
     def drop(self, keep: set[int]) -> None:

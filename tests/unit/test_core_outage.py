@@ -14,7 +14,7 @@ from stream import bundle
 from stream.core import Item, StageCore
 from stream.counting import StageCounter, counts_key
 from stream.outage import PartitionCounts
-from stream.rules import Kind
+from stream.rules import Kind, SubjectState
 from tests.unit.test_core import T0, Crash, FakeAlerts, FakeTable, P, Plan, World, the_input
 
 NOW = T0 + 120_000  # the input is recent: its minutes are within the retained range
@@ -74,3 +74,22 @@ def test_a_crash_at_any_step_counts_each_failure_once(at: int, reach: int | None
     assert asyncio.run(run(world, Plan())), "the replay must not crash"
     assert counts(world) == counts(want), f"crash before step {at}, {reach} writes kept"
     assert world.changelog == want.changelog
+
+
+def test_firing_alerts_per_rule_and_partition_match_the_states_and_survive_a_restart() -> None:
+    world = World(the_input())
+    plan = Plan()
+    table = FakeTable(world, plan)
+    core = StageCore(Kind.CALLER, table, FakeAlerts(world, plan), P, lambda: NOW)
+    items = [Item(c, None, f, bundle.Entry(d, c, f.ts, f.rid)) for c, f, d in world.events]
+    asyncio.run(core.process(items))
+    want: dict[int, dict[str, int]] = {}
+    for key, value in table.data.items():
+        for a in SubjectState.load(value).alerts.values():
+            if a.firing:
+                per = want.setdefault(bundle.partition_for(key, 4), {})
+                per[a.rule.value] = per.get(a.rule.value, 0) + 1
+    assert want and core.firing_counts(4) == want
+    restarted = StageCore(Kind.CALLER, table, FakeAlerts(world, plan), P, lambda: NOW)
+    restarted.rebuild_due()
+    assert restarted.firing_counts(4) == want
