@@ -161,6 +161,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         "metrics": metrics,
         "mask": mask,
         "outage_fingerprint": lambda: known_outage["fingerprint"],
+        "partitions": s.partitions,
     }
     caller_core = StageCore(
         rules.Kind.CALLER,

@@ -114,6 +114,7 @@ class StageCore:
         mask: Callable[[str], str | None] = mask_number,
         counter: StageCounter | None = None,
         outage_fingerprint: Callable[[], str | None] | None = None,
+        partitions: int = 8,
     ) -> None:
         self.kind = kind
         self.table = table
@@ -124,6 +125,8 @@ class StageCore:
         self.metrics = metrics or StreamMetrics()
         self.mask = mask
         self.counter = counter
+        self.partitions = partitions
+        """Partitions of the stage's input (a subject's partition is ``bundle.partition_for`` of its key)."""
         """Outage counts of this stage's partitions (``stream.counting``), written before the subjects."""
         self.outage_fingerprint = outage_fingerprint
         """The firing outage's fingerprint, stamped on this stage's alerts (``stream.outage.with_outage``)."""
@@ -243,6 +246,14 @@ class StageCore:
         else:
             self.firing.pop(key, None)
 
+    def _rebuild_top(self, key: str, state: SubjectState, now: int) -> None:
+        """Feed a recovered subject's recent failures to its partition's top 10 (kept in memory only)."""
+        assert self.counter is not None
+        top = self.counter.top(bundle.partition_for(key, self.partitions))
+        top.advance(now)
+        for f in state.events:
+            top.add(key, f.ts)
+
     def firing_counts(self, partitions: int) -> dict[int, dict[str, int]]:
         """Firing alerts per rule, per partition (a subject's partition: ``bundle.partition_for`` of its key,
         in both stages), for the outage partials."""
@@ -272,10 +283,16 @@ class StageCore:
         self.due.clear()
         self.firing.clear()
         resolve_min = min(self.policy.resolve_after_ms(sp) for sp in self.policy.specs(self.kind))
+        now = self.clock()
+        recent = now - (outage.TOP_MINUTES + 1) * outage.MINUTE_MS
+        if self.counter is not None:
+            self.counter.tops.clear()
         for key, value in self.table.items():
             if is_reserved(key):
                 continue
             firing, last = rules.peek(value)
+            if self.counter is not None and last >= recent:  # active lately: its failures feed the top 10
+                self._rebuild_top(key, SubjectState.load(value), now)
             if firing:
                 self.due[key] = last + resolve_min
                 self._note_firing(key, SubjectState.load(value))

@@ -93,3 +93,22 @@ def test_firing_alerts_per_rule_and_partition_match_the_states_and_survive_a_res
     restarted = StageCore(Kind.CALLER, table, FakeAlerts(world, plan), P, lambda: NOW)
     restarted.rebuild_due()
     assert restarted.firing_counts(4) == want
+
+
+def test_a_restarted_core_rebuilds_the_top_10_from_the_subjects() -> None:
+    fresh = World(the_input())
+    live = StageCounter(Kind.CALLER, lambda: NOW)
+    table = FakeTable(fresh, Plan())
+    core = StageCore(Kind.CALLER, table, FakeAlerts(fresh, Plan()), P, lambda: NOW, counter=live, partitions=1)
+    items = [
+        Item(c, None, f, bundle.Entry(d, c, f.ts, f.rid), partition=0, offset=i)
+        for i, (c, f, d) in enumerate(fresh.events)
+    ]
+    asyncio.run(core.process(items))
+    want = live.top(0).top(NOW)
+    assert want
+    rebuilt = StageCounter(Kind.CALLER, lambda: NOW)
+    alerts = FakeAlerts(fresh, Plan())
+    restarted = StageCore(Kind.CALLER, core.table, alerts, P, lambda: NOW, counter=rebuilt, partitions=1)
+    restarted.rebuild_due()
+    assert rebuilt.top(0).top(NOW) == want
