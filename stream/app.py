@@ -294,15 +294,22 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
 
     @app.timer(interval=s.outage_publish_seconds)  # type: ignore[untyped-decorator]
     async def send_partials() -> None:
-        """Each owned partition's absolute counts to the aggregator: one record per partition and stage."""
-        if app.rebalancing:
+        """Each owned partition's absolute counts to the aggregator: one record per partition and stage.
+
+        A partition no batch has touched since this worker got it is read from the table first (its key is
+        unique to it, so no current event is needed), but only once recovery has completed: counts read
+        half-restored would be written back by the next batch."""
+        if app.rebalancing or not compat.recovery_completed(app):
             return
         now = wall_ms()
         assigned = app.assignor.assigned_actives()
-        stage_cores = {rules.Kind.CALLER: caller_core, rules.Kind.DID: did_core}
+        stage_cores = {rules.Kind.CALLER: (caller_core, callers), rules.Kind.DID: (did_core, dids)}
         for kind, name in stage_topics().items():
             mine = {tp.partition for tp in assigned if tp.topic == name}
-            firing = stage_cores[kind].firing_counts(s.partitions)
+            core, table = stage_cores[kind]
+            for p in mine:
+                counters[kind].get(p, table.get)
+            firing = core.firing_counts(s.partitions)
             for partial in counters[kind].partials(now, mine, firing):
                 await partials_topic.send(key=partial.key, value=partial.encode())
 
