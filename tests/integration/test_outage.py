@@ -23,6 +23,7 @@ OUTAGE_ENV = {
     "BINDWATCH_COMMIT_INTERVAL_SECONDS": "0.5",
     "BINDWATCH_TICK_SECONDS": "0.5",
     "BINDWATCH_STORE": "memory://",
+    "BINDWATCH_SESSION_TIMEOUT_SECONDS": "6",
 }
 
 
@@ -39,7 +40,7 @@ def produce_now(bootstrap: str, topic: str, events: list[BindingFailureEvent]) -
     produce(bootstrap, topic, [(k, v, None) for k, v, _ts in records(events)])
 
 
-def test_an_outage_fires_once_marks_per_number_alerts_is_counted_exactly_and_resolves(
+def test_an_outage_fires_once_marks_per_number_alerts_is_counted_exactly_across_a_sigkill_and_resolves(
     bootstrap: str, logdir: Path
 ) -> None:
     names = Names.new("out")
@@ -55,9 +56,9 @@ def test_an_outage_fires_once_marks_per_number_alerts_is_counted_exactly_and_res
         for j in range(4)
         if (at := start - timedelta(minutes=65 - i) + timedelta(seconds=15 * j))
     ]
-    # the outage, 3 minutes ago (so that it leaves the 5-minute window within 2 minutes): 300 callers, 40 DIDs
+    # the outage, 2 minutes ago (so that it leaves the 5-minute window within 3 minutes): 300 callers, 40 DIDs
     burst = [
-        event(f"b{c}", f"8526{c:05d}", f"8527{c % 40:05d}", start - timedelta(minutes=3) + timedelta(seconds=c / 10))
+        event(f"b{c}", f"8526{c:05d}", f"8527{c % 40:05d}", start - timedelta(minutes=2) + timedelta(seconds=c / 10))
         for c in range(300)
     ]
     retries = quiet[:20] + burst[:10]
@@ -65,6 +66,9 @@ def test_an_outage_fires_once_marks_per_number_alerts_is_counted_exactly_and_res
     workers = [procs.worker(env, logdir, f"worker-{n}").start(timeout=120) for n in ("a", "b")]
     try:
         produce_now(bootstrap, s.events_topic, sent + retries)
+        time.sleep(1)
+        workers[1].kill()  # SIGKILL during the burst: no flush, no commit; then back with its state from Kafka
+        workers[1].start(timeout=120)
         recs = consume(bootstrap, s.alerts_topic, lambda r: bool(outages(r, AlertStatus.FIRING)), timeout=90)
         [fired] = outages(recs, AlertStatus.FIRING)
         # the floor, since the quiet hour's 5-minute totals are 20 (fewer while its backlog is still being read)
