@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from bench import alert_bench, gateway_bench, report, services, stream_bench
+from bench import alert_bench, gateway_bench, outage_bench, report, services, stream_bench
 from bench.context import Ctx
 from bench.machine import describe
 from tests.support import procs
@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, Callable[[Ctx], dict[str, Any]]] = {
     "stream_throughput": stream_bench.stream_throughput,
     "stream_state": stream_bench.stream_state,
     "stream_scaling": stream_bench.stream_scaling,
+    "outage_counting": outage_bench.outage_counting,
 }
 RESULTS = procs.ROOT / "bench" / "results"
 

@@ -34,6 +34,7 @@ from pydantic_core import core_schema
 from schemas.alerts import Alert
 from schemas.codec import schema_id
 from schemas.events import BindingFailureEvent, DeadLetterRecord, _Contract
+from schemas.overview import Overview
 from schemas.push import NxcloudPush
 
 JSON_DIR = Path(__file__).resolve().parent / "json"
@@ -87,6 +88,12 @@ CONTRACTS: tuple[Contract, ...] = (
             "schemaVersion alertId fingerprint rule status severity caller did count distinctDids threshold "
             "windowSeconds windowStart windowEnd firstOccurredAt lastOccurredAt sampleRequestIds emittedAt".split()
         ),
+    ),
+    Contract(
+        Overview,
+        "overview.v1.schema.json",
+        "serialization",
+        frozenset("schemaVersion generatedAt minutes outage topCallers topDids firingAlerts partitions".split()),
     ),
     Contract(NxcloudPush, "nxcloud-push.schema.json", "validation"),
 )

@@ -14,6 +14,17 @@ ALERTS_TOPIC: Final = "bindwatch.alerts.v1"
 BY_DID_TOPIC: Final = "bindwatch.internal.binding-failures-by-did.v1"
 """Internal repartition of deduplicated events by DID for the per-DID rule. Not a public contract."""
 
+OVERVIEW_TOPIC: Final = "bindwatch.overview.v1"
+"""The live overview of all failures, published every 10 s. One partition, compacted; key: ``global``
+(``OVERVIEW_KEY``); value: Overview JSON."""
+
+OVERVIEW_KEY: Final = "global"
+"""The one key of the overview topic: compaction keeps the latest document."""
+
+OUTAGE_PARTIALS_TOPIC: Final = "bindwatch.internal.outage-partials.v1"
+"""Internal, one partition: each worker's per-partition minute counts for the overview aggregator.
+Key: ``<stage>:<partition>``; value: ``stream.outage.Partial`` bytes. Not a public contract."""
+
 HEADER_SCHEMA: Final = "schema"
 """Header naming the value's schema and version, e.g. ``bindwatch.BindingFailureEvent/1``."""
 

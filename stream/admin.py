@@ -13,6 +13,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from stream.compat import changelog_topic_name
 from stream.config import StreamSettings
+from stream.counting import OUTAGE_TABLE
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -32,6 +33,20 @@ def topic_specs(s: StreamSettings) -> list[NewTopic]:
             rf,
             topic_configs={"cleanup.policy": "compact,delete", "retention.ms": str(30 * DAY_MS)},
         ),
+        # The live overview: one key ("global"), so compaction keeps the latest document; hourly segments let
+        # compaction run, and a topic no worker has written to for a week empties rather than showing old news.
+        NewTopic(
+            s.overview_topic,
+            1,
+            rf,
+            topic_configs={
+                "cleanup.policy": "compact,delete",
+                "retention.ms": str(7 * DAY_MS),
+                "segment.ms": str(3600 * 1000),
+            },
+        ),
+        # Each worker's per-partition counts for the one aggregator (single partition: one consumer merges all).
+        NewTopic(s.outage_partials_topic, 1, rf, topic_configs={"retention.ms": str(3600 * 1000)}),
         NewTopic(s.caller_ticks_topic, p, rf, topic_configs={"retention.ms": str(3600 * 1000)}),
         NewTopic(s.did_ticks_topic, p, rf, topic_configs={"retention.ms": str(3600 * 1000)}),
         # Faust creates its changelogs at start-up too, but sometimes too late for its own partition check
@@ -40,6 +55,7 @@ def topic_specs(s: StreamSettings) -> list[NewTopic]:
             NewTopic(changelog_topic_name(s.app_id, table), p, rf, topic_configs={"cleanup.policy": "compact"})
             for table in ("callers", "dids")
         ),
+        NewTopic(changelog_topic_name(s.app_id, OUTAGE_TABLE), 1, rf, topic_configs={"cleanup.policy": "compact"}),
     ]
     for t in specs:
         t.topic_configs = {**t.topic_configs, **isr}

@@ -19,17 +19,20 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
-from schemas import Alert, BindingFailureEvent, decode, encode
+from schemas import Alert, BindingFailureEvent, Overview, decode, encode
 from schemas.codec import headers as record_headers
 from schemas.numbers import mask_number, normalise_number
-from stream import bundle, compat, logs, rules
+from schemas.topics import OVERVIEW_KEY
+from stream import bundle, compat, logs, outage, rules
 from stream.config import StreamSettings, get_settings
 from stream.core import BundleForwarder, Item, StageCore
+from stream.counting import OUTAGE_TABLE, StageCounter
 from stream.metrics import StreamMetrics
 
 compat.apply_fixes()
@@ -152,7 +155,15 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         await by_did_topic.send(value=value, partition=partition)
 
     alerts = KafkaAlerts(app, s.alerts_topic)
-    common: dict[str, Any] = {"metrics": metrics, "mask": mask}
+    # The firing outage, as this worker last heard of it (the overview topic, or its own aggregator).
+    known_outage: dict[str, str | None] = {"fingerprint": None}
+    counters = {kind: StageCounter(kind, wall_ms) for kind in rules.Kind}
+    common: dict[str, Any] = {
+        "metrics": metrics,
+        "mask": mask,
+        "outage_fingerprint": lambda: known_outage["fingerprint"],
+        "partitions": s.partitions,
+    }
     caller_core = StageCore(
         rules.Kind.CALLER,
         FaustTable(callers),
@@ -160,9 +171,12 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         policy,
         wall_ms,
         forwarder=BundleForwarder(forward, s.partitions),
+        counter=counters[rules.Kind.CALLER],
         **common,
     )
-    did_core = StageCore(rules.Kind.DID, FaustTable(dids), alerts, policy, wall_ms, **common)
+    did_core = StageCore(
+        rules.Kind.DID, FaustTable(dids), alerts, policy, wall_ms, counter=counters[rules.Kind.DID], **common
+    )
     cores = ((caller_core, caller_ticks, callers), (did_core, did_ticks, dids))
 
     def decode_or_skip(name: str, raw: bytes) -> BindingFailureEvent | None:
@@ -192,7 +206,9 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
                     metrics.seen("caller", "ignored")
                     continue
                 e = bundle.entry_of(event)
-                items.append(Item(event.caller, ev, rules.Failure(e.ts, e.rid, e.did), forward=e))
+                failure = rules.Failure(e.ts, e.rid, e.did)
+                msg = ev.message
+                items.append(Item(event.caller, ev, failure, e, msg.partition, msg.offset, event.action))
             await run_batch(caller_core, items)
 
     @app.agent(app.topic(s.by_did_topic, s.did_ticks_topic, key_type=str, value_type=bytes))
@@ -208,7 +224,14 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
                 metrics.seen("did", "invalid")
                 log.error("skipping an undecodable record on did: %s", exc)
                 continue
-            await run_batch(did_core, [Item(e.did, ev, rules.Failure(e.ts, e.rid, e.caller)) for e in entries])
+            msg = ev.message
+            await run_batch(
+                did_core,
+                [
+                    Item(e.did, ev, rules.Failure(e.ts, e.rid, e.caller), None, msg.partition, msg.offset)
+                    for e in entries
+                ],
+            )
 
     def rebuild_index(core: StageCore) -> Any:
         async def _rebuild() -> None:
@@ -235,6 +258,8 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     async def on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         for core, _ticks, _table in cores:
             core.restart_scan()  # start the next pass over what this worker holds after the rebalance
+        for counter in counters.values():
+            counter.drop(set())  # read back from the table: another worker may have counted meanwhile
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]  # mode's receiver type is too narrow
 
@@ -256,6 +281,119 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
                 return self.json(core.describe(value, label))
 
         return SubjectView
+
+    # --- outage detection and the overview (stream/outage.py, docs/outage.md) ----------------------------------
+    outage_policy = s.outage_policy()
+    partials_topic = app.topic(s.outage_partials_topic, key_type=str, value_type=bytes, partitions=1, internal=True)
+    outage_table = app.Table(OUTAGE_TABLE, partitions=1, key_type=str, value_type=bytes)
+    compat.use_raw_keys(outage_table)
+    fresh_ms = int(3 * s.outage_publish_seconds * 1000)
+    aggregator: dict[str, Any] = {"agg": None, "published": 0}
+
+    def stage_topics() -> dict[rules.Kind, str]:
+        return {rules.Kind.CALLER: s.events_topic, rules.Kind.DID: s.by_did_topic}
+
+    @app.timer(interval=s.outage_publish_seconds)  # type: ignore[untyped-decorator]
+    async def send_partials() -> None:
+        """Each owned partition's absolute counts to the aggregator: one record per partition and stage.
+
+        A partition no batch has touched since this worker got it is read from the table first (its key is
+        unique to it, so no current event is needed), but only once recovery has completed: counts read
+        half-restored would be written back by the next batch."""
+        if app.rebalancing or not compat.recovery_completed(app):
+            return
+        now = wall_ms()
+        assigned = app.assignor.assigned_actives()
+        stage_cores = {rules.Kind.CALLER: (caller_core, callers), rules.Kind.DID: (did_core, dids)}
+        for kind, name in stage_topics().items():
+            mine = {tp.partition for tp in assigned if tp.topic == name}
+            core, table = stage_cores[kind]
+            for p in mine:
+                counters[kind].get(p, table.get)
+            firing = core.firing_counts(s.partitions)
+            for partial in counters[kind].partials(now, mine, firing):
+                await partials_topic.send(key=partial.key, value=partial.encode())
+
+    async def publish_overview(agg: outage.Aggregate, now: int) -> None:
+        doc = agg.overview(now, outage_policy, s.partitions, fresh_ms)
+        await app.producer.send(s.overview_topic, OVERVIEW_KEY.encode(), encode(doc), None, None, record_headers(doc))
+        aggregator["published"] = now
+
+    @app.agent(partials_topic)
+    async def aggregate(stream: Any) -> None:
+        """The one aggregator (the owner of the partials topic's one partition): merge, judge, publish."""
+        async for ev in stream.events():
+            agg: outage.Aggregate | None = aggregator["agg"]
+            if agg is None:
+                raw = outage_table.get(OVERVIEW_KEY)
+                agg = aggregator["agg"] = outage.Aggregate.load(raw) if raw else outage.Aggregate()
+            try:
+                agg.merge(outage.Partial.decode(ev.value))
+            except ValueError as exc:
+                metrics.seen("outage", "invalid")
+                log.error("skipping an undecodable outage partial: %s", exc)
+                continue
+            now = wall_ms()
+            agg.prune(now)
+            before = agg.outage.doc()
+            raised = agg.evaluate(now, outage_policy, s.partitions)
+            if raised:
+                await alerts.send(raised)  # acknowledged before the state is written: a re-send has the same id
+                for a in raised:
+                    metrics.alerts.labels(a.rule.value, a.status.value).inc()
+                    log.info("alert %s %s %s count=%d", a.rule.value, a.status.value, a.severity.value, a.count)
+            if agg.outage.doc() != before:
+                outage_table[OVERVIEW_KEY] = agg.dump(with_partials=False)
+            known_outage["fingerprint"] = agg.outage_fingerprint()
+            if raised or now - aggregator["published"] >= s.overview_publish_seconds * 1000:
+                await publish_overview(agg, now)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def follow_overview() -> None:
+        """Every worker reads the overview topic (no consumer group: all of them read it) to learn of a firing
+        outage: its aggregator publishes at once when the outage changes."""
+        tp = TopicPartition(s.overview_topic, 0)
+        while True:
+            consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap_servers, enable_auto_commit=False)
+            try:
+                await consumer.start()
+                consumer.assign([tp])
+                await consumer.seek_to_end(tp)
+                end = await consumer.position(tp)
+                if end > 0:
+                    consumer.seek(tp, end - 1)
+                while True:
+                    batch = await consumer.getmany(tp, timeout_ms=1000)
+                    for record in batch.get(tp, []):
+                        try:
+                            doc = decode(Overview, record.value or b"")
+                        except ValidationError:
+                            continue
+                        if aggregator["agg"] is None:  # the aggregator's own knowledge is fresher
+                            known_outage["fingerprint"] = doc.outage.fingerprint
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("cannot read %s (retrying): %r", s.overview_topic, exc)
+                await asyncio.sleep(2)
+            finally:
+                await consumer.stop()
+
+    @app.page("/v1/overview")
+    class OverviewView(View):
+        async def get(self, request: Request) -> Response:
+            try:
+                return await app.router.route_req(outage_table.name, OVERVIEW_KEY, self.web, request)
+            except SameNode:
+                pass
+            except Exception as exc:  # routing needs assignment metadata; say so instead of crashing
+                return self.json({"error": "not_ready", "message": f"cannot route yet: {exc!r}"}, status=503)
+            agg = aggregator["agg"]
+            if agg is None:
+                msg = "no counts have reached the aggregator yet"
+                return self.json({"error": "not_ready", "message": msg}, status=503)
+            doc = agg.overview(wall_ms(), outage_policy, s.partitions, fresh_ms)
+            return self.bytes(encode(doc), content_type="application/json")
 
     app.page("/v1/callers/{number}")(subject_view(caller_core, callers, "caller"))
     app.page("/v1/dids/{number}")(subject_view(did_core, dids, "did"))

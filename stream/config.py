@@ -6,7 +6,8 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.alerts import Rule
-from schemas.topics import ALERTS_TOPIC, BY_DID_TOPIC, DLQ_TOPIC, EVENTS_TOPIC
+from schemas.topics import ALERTS_TOPIC, BY_DID_TOPIC, DLQ_TOPIC, EVENTS_TOPIC, OUTAGE_PARTIALS_TOPIC, OVERVIEW_TOPIC
+from stream.outage import OutagePolicy
 from stream.rules import Policy, RuleSpec
 
 
@@ -24,6 +25,8 @@ class StreamSettings(BaseSettings):
     dlq_topic: str = DLQ_TOPIC
     by_did_topic: str = BY_DID_TOPIC
     alerts_topic: str = ALERTS_TOPIC
+    overview_topic: str = OVERVIEW_TOPIC
+    outage_partials_topic: str = OUTAGE_PARTIALS_TOPIC
     ticks_topic_suffix: str = "ticks"
     partitions: int = Field(default=8, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1)
@@ -69,6 +72,21 @@ class StreamSettings(BaseSettings):
     resolve_after_seconds: int | None = Field(default=None, ge=1)
     allowed_lateness_seconds: int = Field(default=5400, ge=0)
     max_events_per_subject: int = Field(default=2000, ge=10)
+
+    # binding_outage and the overview (stream/outage.py; defaults justified in OutagePolicy and the README)
+    outage_min_failures: int = Field(default=200, ge=1, le=10_000_000)
+    """Floor of the outage threshold: new failures (all callers) in 5 minutes."""
+    outage_factor: float = Field(default=4.0, ge=1.0, le=1000.0)
+    """The threshold is max(floor, factor x baseline), baseline the median 5-minute total of the last hour."""
+    outage_min_callers: int = Field(default=50, ge=1, le=10_000_000)
+    """Distinct callers that must have failed in the same 5 minutes: one scanner is never an outage."""
+    outage_resolve_seconds: int = Field(default=300, ge=10, le=86_400)
+    """Wall-clock time the 5-minute total must stay below half the firing level before ``resolved``."""
+    outage_publish_seconds: float = Field(default=5.0, ge=0.5, le=60.0)
+    """How often each worker sends its partitions' counts to the aggregator (one record per partition, not
+    per event): with the aggregator's evaluation, bounds how late an outage fires and a worker learns of it."""
+    overview_publish_seconds: float = Field(default=10.0, ge=1.0, le=300.0)
+    """How often the aggregator publishes the overview to ``bindwatch.overview.v1``."""
     log_level: str = "INFO"
     mask_numbers_in_logs: bool = True
 
@@ -91,6 +109,16 @@ class StreamSettings(BaseSettings):
             resolve_after_s=self.resolve_after_seconds,
             allowed_lateness_s=self.allowed_lateness_seconds,
             max_events=self.max_events_per_subject,
+        )
+
+    def outage_policy(self) -> OutagePolicy:
+        return OutagePolicy(
+            min_failures=self.outage_min_failures,
+            factor=self.outage_factor,
+            min_callers=self.outage_min_callers,
+            resolve_s=self.outage_resolve_seconds,
+            critical_factor=self.critical_factor,
+            repeat_interval_s=self.repeat_interval_seconds,
         )
 
     @property

@@ -31,7 +31,8 @@ from typing import Any, Protocol
 
 from schemas import Alert
 from schemas.numbers import mask_number
-from stream import bundle, rules
+from stream import bundle, outage, rules
+from stream.counting import StageCounter, counts_key, is_reserved, where_reader
 from stream.metrics import StreamMetrics
 from stream.rules import Failure, Kind, Policy, SubjectState
 
@@ -74,6 +75,11 @@ class Item:
     failure: Failure | None = None
     forward: bundle.Entry | None = None
     """Caller stage: the by-DID entry to forward (duplicates too)."""
+    partition: int | None = None
+    """Input partition and offset of the record (outage counting: a replayed record is counted once)."""
+    offset: int | None = None
+    action: str | None = None
+    """Caller stage: the push's ``data.action`` (counted per action in the overview)."""
 
 
 class BundleForwarder:
@@ -106,6 +112,9 @@ class StageCore:
         forwarder: Forwarder | None = None,
         metrics: StreamMetrics | None = None,
         mask: Callable[[str], str | None] = mask_number,
+        counter: StageCounter | None = None,
+        outage_fingerprint: Callable[[], str | None] | None = None,
+        partitions: int = 8,
     ) -> None:
         self.kind = kind
         self.table = table
@@ -115,6 +124,14 @@ class StageCore:
         self.forwarder = forwarder
         self.metrics = metrics or StreamMetrics()
         self.mask = mask
+        self.counter = counter
+        self.partitions = partitions
+        """Partitions of the stage's input (a subject's partition is ``bundle.partition_for`` of its key)."""
+        """Outage counts of this stage's partitions (``stream.counting``), written before the subjects."""
+        self.outage_fingerprint = outage_fingerprint
+        """The firing outage's fingerprint, stamped on this stage's alerts (``stream.outage.with_outage``)."""
+        self.firing: dict[str, frozenset[str]] = {}
+        """The rules firing for each subject of this worker with a firing alert (the overview's counts)."""
         self.due: dict[str, int] = {}
         """Wall-clock ms at which each firing subject of this worker may resolve."""
         self._scan: Iterator[tuple[str, bytes]] | None = None
@@ -130,6 +147,7 @@ class StageCore:
         alerts: list[Alert] = []
         forwards: list[bundle.Entry] = []
         last_ts: int | None = None
+        counted: dict[int, tuple[outage.PartitionCounts, Any, int, int]] = {}  # p -> counts, where, start, last
         for item in items:
             key = item.key
             if key not in states:
@@ -154,14 +172,22 @@ class StageCore:
             if state is None:
                 state = states[key] = SubjectState(self.kind, key)
             outcome = rules.apply(state, item.failure, now, self.policy)
+            if self.counter is not None and item.partition is not None and item.offset is not None:
+                self._count(item, outcome, state, now, counted)
             self.metrics.seen(self.kind.value, outcome.reason)
             last_ts = item.failure.ts
             if outcome.counted:
                 dirty[key] = None
                 alerts += outcome.alerts
+        if self.outage_fingerprint is not None:
+            alerts = outage.with_outage(alerts, self.outage_fingerprint())
         # 1. alerts acknowledged
         await self.alerts.send(alerts)
         self._log_alerts(alerts)
+        # 2. then the outage counts of each partition, before its subjects (same changelog partition, in order)
+        for p, (c, at, _start, last) in counted.items():
+            c.advance(last)
+            self.table.set(counts_key(p), c.dump(), at)
         # 2. then each changed subject written once
         for key in dirty:
             self._write(key, states[key], where[key])
@@ -172,18 +198,71 @@ class StageCore:
         if last_ts is not None:
             self.metrics.lag.labels(self.kind.value).set(max(0.0, (now - last_ts) / 1000))
 
+    def _count(
+        self,
+        item: Item,
+        outcome: rules.Outcome,
+        state: SubjectState,
+        now: int,
+        counted: dict[int, tuple[outage.PartitionCounts, Any, int, int]],
+    ) -> None:
+        """Count one failure in its partition's outage counts, unless its record was counted before a crash."""
+        assert self.counter is not None and item.partition is not None and item.offset is not None
+        assert item.failure is not None
+        entry = counted.get(item.partition)
+        if entry is None:
+            c = self.counter.get(item.partition, where_reader(self.table.get, item.where))
+            entry = counted[item.partition] = (c, item.where, c.offset, item.offset)
+        c, at, start, last = entry
+        if item.offset > last:
+            counted[item.partition] = (c, at, start, item.offset)
+        if item.offset <= start:
+            return  # counted before a crash (the counts were written before the subjects)
+        f = item.failure
+        near = outage.neighbours(state.events, f) if outcome.counted else []
+        c.count(f.ts, outcome.reason, item.action, near, now, state.floor_ts)
+        if outcome.counted:
+            self.counter.top(item.partition).add(item.key, f.ts)
+
     def _write(self, key: str, state: SubjectState | None, where: Any) -> None:
         if state is None:
             self.table.delete(key, where)
             self.due.pop(key, None)
+            self.firing.pop(key, None)
             self.metrics.deleted.labels(self.kind.value).inc()
             return
         self.table.set(key, state.dump(), where)
+        self._note_firing(key, state)
         due = rules.next_due_ms(state, self.policy)
         if due is None:
             self.due.pop(key, None)
         else:
             self.due[key] = due
+
+    def _note_firing(self, key: str, state: SubjectState) -> None:
+        firing = frozenset(a.rule.value for a in state.alerts.values() if a.firing)
+        if firing:
+            self.firing[key] = firing
+        else:
+            self.firing.pop(key, None)
+
+    def _rebuild_top(self, key: str, state: SubjectState, now: int) -> None:
+        """Feed a recovered subject's recent failures to its partition's top 10 (kept in memory only)."""
+        assert self.counter is not None
+        top = self.counter.top(bundle.partition_for(key, self.partitions))
+        top.advance(now)
+        for f in state.events:
+            top.add(key, f.ts)
+
+    def firing_counts(self, partitions: int) -> dict[int, dict[str, int]]:
+        """Firing alerts per rule, per partition (a subject's partition: ``bundle.partition_for`` of its key,
+        in both stages), for the outage partials."""
+        out: dict[int, dict[str, int]] = {}
+        for key, firing in self.firing.items():
+            per = out.setdefault(bundle.partition_for(key, partitions), {})
+            for rule in firing:
+                per[rule] = per.get(rule, 0) + 1
+        return out
 
     def _log_alerts(self, alerts: Sequence[Alert]) -> None:
         for a in alerts:
@@ -202,11 +281,21 @@ class StageCore:
     def rebuild_due(self) -> None:
         """Rebuild the index of firing subjects from the table (after recovery or a rebalance)."""
         self.due.clear()
+        self.firing.clear()
         resolve_min = min(self.policy.resolve_after_ms(sp) for sp in self.policy.specs(self.kind))
+        now = self.clock()
+        recent = now - (outage.TOP_MINUTES + 1) * outage.MINUTE_MS
+        if self.counter is not None:
+            self.counter.tops.clear()
         for key, value in self.table.items():
+            if is_reserved(key):
+                continue
             firing, last = rules.peek(value)
+            if self.counter is not None and last >= recent:  # active lately: its failures feed the top 10
+                self._rebuild_top(key, SubjectState.load(value), now)
             if firing:
                 self.due[key] = last + resolve_min
+                self._note_firing(key, SubjectState.load(value))
         self._scan = None
         self.metrics.firing.labels(self.kind.value).set(len(self.due))
 
@@ -226,7 +315,7 @@ class StageCore:
         try:
             for _ in range(limit):
                 key, value = next(self._scan)
-                if rules.collectable(value, now, self._horizon):
+                if not is_reserved(key) and rules.collectable(value, now, self._horizon):
                     out.append(key)
         except StopIteration:
             self._scan = None

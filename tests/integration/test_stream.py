@@ -15,6 +15,7 @@ import pytest
 from schemas import Alert, BindingFailureEvent, decode
 from stream.bundle import partition_for
 from stream.config import StreamSettings
+from stream.counting import counts_key, is_reserved
 from tests.support import procs
 from tests.support.events import event, expected, records
 from tests.support.kafka import Names, Rec, consume, produce, setup_topics
@@ -218,14 +219,18 @@ def check_changelog_partitions(bootstrap: str, s: StreamSettings, subjects: dict
     """Every changelog record sits in the partition of its key's hash: the partition queries are routed by
     and a restore reads. The caller stage writes a batch that spans partitions, so it has to put each write
     in its subject's partition itself (``stream.app.FaustTable`` via ``stream.compat.use_event``); a slip
-    would show here."""
+    would show here. The outage counts of partition p (key ``~counts:p``, ``stream.counting``) must sit in p."""
     for table, n in subjects.items():
         topic = f"{s.app_id}-{table}-changelog"
 
-        def all_keys(recs: list[Rec], n: int = n) -> bool:
-            return len({x.key for x in recs}) >= n
+        def all_keys(recs: list[Rec], n: int = n) -> bool:  # every subject, and each partition's counts key
+            return len({x.key for x in recs}) >= n + s.partitions
 
         recs = consume(bootstrap, topic, all_keys, timeout=30)
+        counts = [r for r in recs if r.key is not None and is_reserved(r.key.decode())]
+        recs = [r for r in recs if r not in counts]
         assert len({r.key for r in recs}) == n, f"{topic}: {len({r.key for r in recs})} keys, expected {n}"
         wrong = [r for r in recs if r.key is None or r.partition != partition_for(r.key.decode(), s.partitions)]
         assert not wrong, f"{topic}: {len(wrong)} of {len(recs)} records in another partition than their key's"
+        placed = {(r.key, r.partition) for r in counts}
+        assert placed == {(counts_key(p).encode(), p) for p in range(s.partitions)}, f"{topic}: {placed}"

@@ -30,6 +30,8 @@ def env_of(s: StreamSettings) -> dict[str, str]:
         "BINDWATCH_DLQ_TOPIC": s.dlq_topic,
         "BINDWATCH_BY_DID_TOPIC": s.by_did_topic,
         "BINDWATCH_ALERTS_TOPIC": s.alerts_topic,
+        "BINDWATCH_OVERVIEW_TOPIC": s.overview_topic,
+        "BINDWATCH_OUTAGE_PARTIALS_TOPIC": s.outage_partials_topic,
         "BINDWATCH_APP_ID": s.app_id,
         "BINDWATCH_PARTITIONS": str(s.partitions),
     }
@@ -56,6 +58,8 @@ class Names:
             dlq_topic=f"{self.tag}.dlq",
             by_did_topic=f"{self.tag}.by-did",
             alerts_topic=f"{self.tag}.alerts",
+            overview_topic=f"{self.tag}.overview",
+            outage_partials_topic=f"{self.tag}.outage-partials",
             app_id=f"{self.tag}-app",
             partitions=partitions,
         )

@@ -32,19 +32,23 @@ from schemas import (
     ALERTS_TOPIC,
     DLQ_TOPIC,
     EVENTS_TOPIC,
+    OVERVIEW_TOPIC,
     Alert,
     AlertStatus,
     BindingFailureEvent,
     DeadLetterRecord,
     NxcloudPush,
+    Overview,
     Rule,
     decode,
     encode,
     export,
 )
+from schemas.alerts import Severity
 from schemas.codec import headers, schema_id
 from schemas.push import DEMO_PUSH
-from stream import rules
+from schemas.topics import OVERVIEW_KEY
+from stream import outage, rules
 from stream.admin import topic_specs
 from stream.config import StreamSettings
 from stream.rules import Failure, Kind, Policy, SubjectState
@@ -71,6 +75,7 @@ TOPIC_MODELS: dict[str, type[BaseModel]] = {
     EVENTS_TOPIC: BindingFailureEvent,
     DLQ_TOPIC: DeadLetterRecord,
     ALERTS_TOPIC: Alert,
+    OVERVIEW_TOPIC: Overview,
 }
 TOKEN = "contract-token"
 
@@ -198,7 +203,20 @@ def alerts_of_every_rule() -> list[Alert]:
         out += rules.apply(did, Failure(t0 + i * 1000, f"d{i}", f"85212{i}"), now, Policy()).alerts
     later = now + 3_600_000
     out += rules.tick(caller, later, Policy()) + rules.tick(did, later, Policy())
-    return out
+    return out + outage_alerts(now)
+
+
+def outage_alerts(now: int) -> list[Alert]:
+    """binding_outage firing, its severity rise and its resolution, made by the real rule."""
+    state, policy = outage.OutageState(), outage.OutagePolicy()
+    start = now - 240_000
+
+    def fig(failures: int) -> outage.Figures:
+        return outage.Figures(failures, 400, 120, 95.0, 60, start - start % 60_000, start, now - 1500)
+
+    out = outage.evaluate(state, fig(500), now, policy) + outage.evaluate(state, fig(4000), now + 10_000, policy)
+    out += outage.evaluate(state, fig(0), now + 20_000, policy)
+    return out + outage.evaluate(state, fig(0), now + 20_000 + policy.resolve_s * 1000, policy)
 
 
 def test_alerts_of_every_rule_and_status_validate() -> None:
@@ -212,7 +230,44 @@ def test_alerts_of_every_rule_and_status_validate() -> None:
     for a in alerts:
         assert errors(v, as_json(a)) == []
         assert errors(key_v, a.fingerprint) == []
+        if a.rule is Rule.BINDING_OUTAGE:
+            assert (a.caller, a.did, a.outageFingerprint) == (None, None, None)
+            assert a.distinctCallers is not None and a.baseline is not None
+        else:
+            assert (a.distinctCallers, a.baseline, a.outageFingerprint) == (None, None, None)
         assert errors(header_v, {k: b.decode() for k, b in headers(a)}) == []
+
+
+def test_overviews_the_aggregator_builds_validate() -> None:
+    """A quiet overview and one during an outage, built by the real aggregator from real partials."""
+    now = 1_800_000_000_123
+    agg = outage.Aggregate()
+    quiet = agg.overview(now, outage.OutagePolicy(), 8, 30_000)
+    minute = now // 60_000
+    for kind in rules.Kind:
+        for p in range(8):
+            counts = outage.PartitionCounts(kind, p, 100 + p, now - 2000, since_ts=now - 7_200_000)
+            counts.minutes[minute] = outage.Minute(60, 3, 150, {"queryAXB": 55, "(none)": 5})
+            agg.merge(counts.partial(now, [(f"8521{p}{i:04d}", 20 - i) for i in range(10)], {"did_hot": p}))
+    assert [a.rule for a in agg.evaluate(now, outage.OutagePolicy(min_failures=100), 8)] == [Rule.BINDING_OUTAGE]
+    busy = agg.overview(now, outage.OutagePolicy(), 8, 30_000)
+    v = value_validator(Overview)
+    doc = asyncapi_document()
+    header_v = schema_validator(doc, channel_message(doc, kafka_channels(doc)[OVERVIEW_TOPIC])["headers"])
+    for o in (quiet, busy):
+        assert errors(v, as_json(o)) == []
+        assert errors(header_v, {k: b.decode() for k, b in headers(o)}) == []
+    assert busy.outage.status == "firing" and busy.outage.severity is Severity.WARNING
+    assert len(busy.topCallers) == 10 and busy.minutes[-1].newFailures == 8 * 60
+
+
+def test_alert_enumerations_only_grow_where_the_policy_allows() -> None:
+    """`rule` may gain values within v1 (a new kind of alert, e.g. binding_outage); `status` and `severity`
+    are closed, and no value ever goes away (schemas/README.md)."""
+    defs = committed_schema(Alert)["definitions"]
+    assert set(defs["Rule"]["enum"]) >= {"caller_repeat", "did_hot", "pair_repeat", "caller_scan"}
+    assert defs["AlertStatus"]["enum"] == ["firing", "resolved"]
+    assert defs["Severity"]["enum"] == ["warning", "critical"]
 
 
 @settings(max_examples=150, deadline=None)
@@ -303,7 +358,7 @@ def test_the_spec_validator_does_reject_a_broken_document() -> None:
 
 def test_topic_names_are_the_code_constants() -> None:
     doc = asyncapi_document()
-    assert sorted(kafka_channels(doc)) == sorted([EVENTS_TOPIC, DLQ_TOPIC, ALERTS_TOPIC])
+    assert sorted(kafka_channels(doc)) == sorted([EVENTS_TOPIC, DLQ_TOPIC, ALERTS_TOPIC, OVERVIEW_TOPIC])
     [http] = [ch for ch in doc["channels"].values() if {"$ref": "#/servers/gateway"} in ch["servers"]]
     assert http["address"] == PUSH_PATH
 
@@ -358,9 +413,19 @@ def test_examples_are_valid_payloads_and_headers(name: str, message: dict[str, A
             assert example["headers"]["requestId"] == example["payload"]["requestId"]
         if c.model is Alert:
             p = example["payload"]
-            assert key_schema["examples"][0] == p["fingerprint"]
-            subject, other = (p["did"], None) if p["rule"] == Rule.DID_HOT else (p["caller"], p["did"])
-            assert p["fingerprint"] == rules.fingerprint(Rule(p["rule"]), subject, other)
+            assert p["fingerprint"] in key_schema["examples"]
+            if p["rule"] == Rule.BINDING_OUTAGE:
+                episodes = {outage.OutageState(episode=e).fingerprint() for e in range(1, 100)}
+                assert p["fingerprint"] in episodes
+            else:
+                subject, other = (p["did"], None) if p["rule"] == Rule.DID_HOT else (p["caller"], p["did"])
+                assert p["fingerprint"] == rules.fingerprint(Rule(p["rule"]), subject, other)
+            if p["outageFingerprint"] is not None:
+                assert p["outageFingerprint"] in key_schema["examples"]
+        if c.model is Overview:
+            assert key_schema["examples"] == [OVERVIEW_KEY]
+            p = example["payload"]
+            assert set(p["firingAlerts"]) == {r.value for r in Rule}
         if c.model is DeadLetterRecord:
             body = base64.b64decode(example["payload"]["bodyBase64"])
             assert len(body) == example["payload"]["bodySize"]
