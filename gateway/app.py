@@ -33,9 +33,13 @@ from schemas.push import DEMO_PUSH
 PUSH_PATH = "/v1/nxcloud/binding-failures"
 log = logging.getLogger("bindwatch.gateway")
 
-# Future timestamps beyond this are clamped to the receive time: a broker may refuse records
-# too far in the future (message.timestamp.after.max.ms), and a 503 forever would lose the push.
+# The record timestamp is the event time, clamped into [received - MAX_PAST_MS, received + MAX_FUTURE_SKEW_MS]:
+# a broker may refuse records too far in the future (message.timestamp.after.max.ms), and a 503 forever would
+# lose the push; a record stamped further back than the topic's retention (7 days) is deleted at the broker's
+# next retention check, before a worker may have read it, although it was answered 200. NXCLOUD retries for an
+# hour, so a real push is never clamped; the event's own occurredAt (what the rules count by) is never changed.
 MAX_FUTURE_SKEW_MS = 60_000
+MAX_PAST_MS = 24 * 3600 * 1000
 
 
 @dataclass
@@ -179,7 +183,7 @@ async def _process_push(request: Request, st: GatewayState, fields: dict[str, An
     else:
         fields.update(caller=event.caller, did=event.did)
     received_ms = int(received.timestamp() * 1000)
-    ts = min(int(event.occurredAt.timestamp() * 1000), received_ms + MAX_FUTURE_SKEW_MS)
+    ts = max(min(int(event.occurredAt.timestamp() * 1000), received_ms + MAX_FUTURE_SKEW_MS), received_ms - MAX_PAST_MS)
     try:
         await _publish(
             st,

@@ -6,6 +6,7 @@ import base64
 import copy
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -53,12 +54,38 @@ def test_demo_push_is_accepted_and_normalised(client: TestClient, pub: MemoryPub
     ev = decode(BindingFailureEvent, rec.value)
     assert ev.occurredAt.isoformat() == "2023-03-29T03:36:53+00:00"
     assert (ev.occurrenceTimeRaw, ev.occurrenceTimeZone) == ("2023-03-29 11:36:53", "+08:00")
-    assert rec.timestamp_ms == 1680061013000
+    # a 2023 push is older than the events topic's retention: stamped 24 h before receipt, not in 2023
+    assert rec.timestamp_ms is not None and rec.timestamp_ms < ev.receivedAt.timestamp() * 1000 - 23.9 * 3600_000
+    assert rec.timestamp_ms > ev.receivedAt.timestamp() * 1000 - 24.1 * 3600_000
     assert dict(rec.headers) == {
         "schema": b"bindwatch.BindingFailureEvent/1",
         "content-type": b"application/json",
         "requestId": b"1640920940635361280",
     }
+
+
+@pytest.mark.parametrize(
+    ("age", "stamped_age"),
+    [
+        (timedelta(minutes=59), timedelta(minutes=59)),  # NXCLOUD's last retry: the event time, unchanged
+        (timedelta(days=3), timedelta(days=1)),  # a replayed or mis-clocked push: never older than a day
+        (-timedelta(minutes=10), -timedelta(minutes=1)),  # a sender's clock ahead: at most a minute ahead
+    ],
+)
+def test_the_record_timestamp_is_the_event_time_within_bounds(
+    client: TestClient, pub: MemoryPublisher, age: timedelta, stamped_age: timedelta
+) -> None:
+    """A record stamped further back than the topic's retention would be deleted before a worker reads it,
+    although the push was answered 200; one stamped far ahead may be refused by the broker."""
+    when = (datetime.now(UTC) - age).astimezone(timezone(timedelta(hours=8))).strftime("%Y-%m-%d %H:%M:%S")
+    r = client.post(f"{PUSH_PATH}?token={TOKEN}", json=with_("data.occurrenceTime", when))
+    assert r.status_code == 200, r.text
+    [rec] = pub.records
+    ev = decode(BindingFailureEvent, rec.value)
+    assert ev.occurrenceTimeRaw == when  # the event itself keeps its time
+    assert rec.timestamp_ms is not None
+    got_age = ev.receivedAt.timestamp() * 1000 - rec.timestamp_ms
+    assert abs(got_age - stamped_age.total_seconds() * 1000) < 1500, (got_age, stamped_age)
 
 
 ACCEPTED = [
