@@ -63,6 +63,8 @@ def description(a: AlertChange, mask: bool) -> str:
         lines.append(f"Distinct DIDs: {a.distinctDids}.")
     if a.outageFingerprint:
         lines.append(f"Part of binding outage {a.outageFingerprint}.")
+    if a.supersededBy:
+        lines.append(f"Explained from now on by {a.supersededBy}: follow that alert instead.")
     if a.sampleRequestIds:
         lines.append("Sample requestIds: " + ", ".join(a.sampleRequestIds) + ".")
     if a.status is AlertStatus.RESOLVED:
@@ -109,6 +111,8 @@ def to_alertmanager(a: AlertChange, s: ConsoleSettings, now: datetime, ended: da
     annotations = {"summary": summary(a, mask), "description": description(a, mask)}
     if s.runbook_url:
         annotations["runbook_url"] = s.runbook_url.replace("{rule}", a.rule)
+    if a.supersededBy:  # an annotation, not a label: labels identify the alert, and this one just ended
+        annotations["superseded_by"] = a.supersededBy
     return {
         "labels": labels(a, s),
         "annotations": annotations,

@@ -184,6 +184,25 @@ def test_a_firing_binding_outage_suppresses_the_per_number_alerts_it_explains(st
     )
 
 
+def test_a_pair_repeat_mutes_the_same_callers_caller_repeat(stack: Stack) -> None:
+    """The shipped inhibit rule for one problem, one alert: should a caller_repeat still be active next to the
+    pair_repeat (or caller_scan) that explains it, Alertmanager suppresses it; another caller's stays active."""
+    explained, pair, other = fingerprint("caller_repeat"), fingerprint("pair_repeat"), fingerprint("caller_repeat")
+    stack.send(
+        alert_record(explained, caller="85265550001"),
+        alert_record(pair, rule="pair_repeat", caller="85265550001", did="85265550002"),
+        alert_record(other, caller="85265550003"),
+    )
+    by = eventually(
+        lambda: (b := stack.by_fp()).get(explained, {}).get("status", {}).get("state") == "suppressed" and b,
+        15,
+        "the explained caller_repeat suppressed",
+    )
+    assert by[explained]["status"]["inhibitedBy"], by[explained]
+    assert by[pair]["status"]["state"] == "active"
+    assert by[other]["status"]["state"] == "active" and not by[other]["status"]["inhibitedBy"]
+
+
 def test_a_silence_created_through_alertmanager_mutes_one_callers_alert(stack: Stack) -> None:
     silenced, loud = fingerprint("caller_repeat"), fingerprint("caller_repeat")
     stack.send(alert_record(silenced, caller="85262220001"), alert_record(loud, caller="85262220002"))

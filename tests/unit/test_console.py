@@ -134,6 +134,16 @@ def test_masking_extra_labels_and_runbook() -> None:
     assert out["annotations"]["runbook_url"] == "https://rb.example/pair_repeat"
 
 
+def test_a_superseded_alert_says_which_alert_explains_it() -> None:
+    s = settings()
+    superseded = change(status=AlertStatus.RESOLVED, emitted=NOW, extra={"supersededBy": "caller_scan:9"})
+    out = to_alertmanager(superseded, s, NOW)
+    assert out["annotations"]["superseded_by"] == "caller_scan:9"
+    assert "caller_scan:9" in out["annotations"]["description"]
+    assert "superseded_by" not in out["labels"]  # labels identify the alert: it must stay the same alert
+    assert "superseded_by" not in to_alertmanager(change(emitted=NOW), s, NOW)["annotations"]
+
+
 def test_firing_is_kept_alive_for_four_resends_and_resolved_ends_at_its_resolution() -> None:
     s = settings(alertmanager_resend_seconds=60)
     firing = to_alertmanager(change(emitted=NOW), s, NOW)
