@@ -90,18 +90,19 @@ def cluster_table(rows: list[dict[str, object]]) -> list[str]:
         "three KRaft nodes (broker+controller each, 384 MiB heaps) from `BINDWATCH_KAFKA_NODES=3 scripts/kafka.sh`, "
         "every bindwatch topic and changelog with replication factor 3 and `min.insync.replicas=2`, the gateway "
         "(2 s produce bound) and one worker. *non-200 s*: whole seconds in which some push got an answer other "
-        "than 200 (NXCLOUD retried it).",
+        "than 200 (NXCLOUD retried it). *counts current after*: from the end of the load to every count in the "
+        "worker being exact (polled every 2 s).",
         "",
         "| scenario | load offered | accepted | retried | given up | lost | double-counted | under-counted "
-        "| alerts expected / produced | non-200 s | s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| alerts expected / produced | non-200 s | counts current after, s | s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         out.append(
             f"| {r['scenario']} | {r['offered']} at {r['rate']}/s | {r['accepted']} | {r['retried']} "
             f"| {r['given_up']} | {r['lost']} | {r['double_counted']} | {r['under_counted']} "
             f"| {r['alerts_expected']} / {r['alerts_produced']} | {r.get('unavailable_seconds', '-')} "
-            f"| {r['seconds']} |"
+            f"| {r.get('counts_current_after_s', '-')} | {r['seconds']} |"
         )
     return out
 

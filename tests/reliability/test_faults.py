@@ -86,18 +86,21 @@ def verify(rig: Rig, name: str, ledger: Ledger) -> dict[str, object]:
     want_firing = Counter({k: v for k, v in want_alerts.items() if k[1] == "firing"})
 
     # counts: poll until the worker has caught up (bounded), then compare every subject
-    deadline = time.monotonic() + 240
-    while True:
-        got = {}
-        for path, n in [
-            *((f"/v1/callers/{c}", n) for c, n in callers.items()),
-            *((f"/v1/dids/{d}", n) for d, n in dids.items()),
-        ]:
-            resp = httpx.get(procs.url(rig.worker, path), timeout=10)
-            got[path] = (n, resp.json().get("retainedFailures", 0) if resp.status_code == 200 else 0)
-        if all(g == w for w, g in got.values()) or time.monotonic() > deadline:
-            break
-        time.sleep(2)
+    t_counts = time.monotonic()
+    deadline = t_counts + 240
+    with httpx.Client(timeout=10) as client:
+        while True:
+            got = {}
+            for path, n in [
+                *((f"/v1/callers/{c}", n) for c, n in callers.items()),
+                *((f"/v1/dids/{d}", n) for d, n in dids.items()),
+            ]:
+                resp = client.get(procs.url(rig.worker, path))
+                got[path] = (n, resp.json().get("retainedFailures", 0) if resp.status_code == 200 else 0)
+            if all(g == w for w, g in got.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+    counts_current_after = round(time.monotonic() - t_counts, 1)
     over = sum(max(0, g - w) for w, g in got.values())
     under = sum(max(0, w - g) for w, g in got.values())
 
@@ -130,6 +133,7 @@ def verify(rig: Rig, name: str, ledger: Ledger) -> dict[str, object]:
         "alerts_unexpected": sum((got_firing - want_firing).values()),
         "duplicate_firing": sum(1 for n in first_firing.values() if n > 1),
         "resent_alert_records": len(alerts) - len(by_id),
+        "counts_current_after_s": counts_current_after,
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
