@@ -13,7 +13,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from bench import kafka_io, profiling, services, workload
+from bench import kafka_io, peer, profiling, services, workload
 from bench.context import Ctx, per_unit_us
 from stream.config import StreamSettings
 from tests.support import kafka, procs
@@ -118,11 +118,16 @@ def _backlog(ctx: Ctx, n: int) -> tuple[str, dict[str, Any]]:
 
 
 def stream_throughput(ctx: Ctx) -> dict[str, Any]:
-    """Events/s through the full topology for a backlog of N, with 1 and 2 workers; baseline: a plain
-    aiokafka consumer that reads and decodes the same topic."""
+    """Events/s through the full topology for a backlog of N, with 1 and 2 workers; baselines on the same
+    backlog in the same run: a plain aiokafka consumer that reads and decodes it, and the quixstreams peer
+    (bench/peer.py: the core of the job in quixstreams, with and without its DID stage)."""
     n = int(ctx.shared.get("events") or ctx.pick(1_000_000, 100_000))
     topic, produced = _backlog(ctx, n)
     plain = kafka_io.plain_consume(ctx.bootstrap, topic, n, timeout=600)
+    peer_dir = ctx.out / "peer"
+    peer_dir.mkdir(parents=True, exist_ok=True)
+    quix = peer.drain(ctx.bootstrap, topic, n, peer_dir, timeout=_drain_timeout(n))
+    quix_caller = peer.drain(ctx.bootstrap, topic, n, peer_dir, caller_stage_only=True, timeout=_drain_timeout(n))
     one, s1 = _drain(ctx, topic, n, 1)
     ctx.shared["drained"] = {"settings": s1, "n": n, "rss_mib": one["rss_mib"][0], "state_mib": one["state_mib"][0]}
     two, _ = _drain(ctx, topic, n, 2)
@@ -137,11 +142,18 @@ def stream_throughput(ctx: Ctx) -> dict[str, Any]:
         },
         "backlog_produce": produced,
         "plain_consumer": plain,
+        "quixstreams_peer": quix,
+        "quixstreams_peer_caller_stage_only": quix_caller,
         "one_worker": one,
         "two_workers": two,
         "ratio_to_plain": {
             "1w": round(one["events_per_s"] / plain["events_per_s"], 4),
             "2w": round(two["events_per_s"] / plain["events_per_s"], 4),
+        },
+        "ratio_to_quixstreams_peer": {
+            "1w": round(one["events_per_s"] / max(quix["events_per_s"], 1), 3),
+            "2w": round(two["events_per_s"] / max(quix["events_per_s"], 1), 3),
+            "cpu_per_event_1w": round(one["worker_us_per_event"] / max(quix["peer_us_per_event"], 0.1), 2),
         },
         "two_worker_speedup": round(two["events_per_s"] / max(one["events_per_s"], 1), 2),
     }
