@@ -119,6 +119,7 @@ class Alertmanager:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        log.close()  # the child has its own descriptor; ours left open is a ResourceWarning (an error in pytest)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
