@@ -33,10 +33,21 @@
       tb.append(tr);
     }
     if (rows.length === 0) tb.append(cellRow([bw.el("td", status === 200 ? "none retained" : "—", "muted")]));
-    const windows = {};
-    if (data.asCaller) windows.asCaller = data.asCaller.windows;
-    if (data.asDid) windows.asDid = data.asDid.windows;
-    document.getElementById("windows").textContent = Object.keys(windows).length ? JSON.stringify(windows, null, 2) : "—";
+    const wb = document.querySelector("#windows tbody");
+    wb.replaceChildren();
+    for (const [as, rec] of [["caller", data.asCaller], ["DID", data.asDid]]) {
+      if (!rec) continue;
+      for (const [rule, w] of Object.entries(rec.windows || {})) {
+        let n = w.count, note = "";
+        if (w.distinctDids !== undefined) { n = w.distinctDids; note = "distinct DIDs"; }
+        if (w.perDid) { const v = Object.values(w.perDid); n = v.length ? Math.max(...v) : 0; note = "most to one DID"; }
+        if (w.explainedBy) note = (note ? note + "; " : "") + "explained by " + w.explainedBy.join(", ");
+        const inWin = bw.el("td", bw.fmtInt(n || 0), "num" + ((n || 0) >= w.threshold ? " sev-critical" : ""));
+        wb.append(cellRow([bw.el("td", as), bw.el("td", rule), inWin, bw.el("td", bw.fmtInt(w.threshold), "num"),
+          bw.el("td", Math.round(w.windowSeconds / 60) + " min", "num"), bw.el("td", note, "muted")]));
+      }
+    }
+    if (!wb.children.length) wb.append(cellRow([bw.el("td", "—", "muted")]));
     const at = document.querySelector("#number-alerts tbody");
     at.replaceChildren();
     for (const a of data.alerts) {

@@ -33,8 +33,8 @@
       title.textContent = `${new Date(m.minute).toLocaleTimeString()}: ${bw.fmtInt(m.newFailures)} failures`;
       r.append(title); s.append(r);
     });
-    for (const i of [0, Math.floor(minutes.length / 2), minutes.length - 1]) {
-      const t = svg("text", { x: L + i * bw_, y: H - 4 });
+    for (const [i, anchor] of [[0, "start"], [Math.floor(minutes.length / 2), "middle"], [minutes.length - 1, "end"]]) {
+      const t = svg("text", { x: L + (i + 0.5) * bw_, y: H - 4, "text-anchor": anchor });
       t.textContent = new Date(minutes[i].minute).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
       s.append(t);
     }
@@ -47,7 +47,7 @@
     if (!list || list.length === 0) { ol.append(bw.el("li", "none", "muted")); return; }
     for (const t of list) {
       const li = bw.el("li");
-      li.append(bw.numberLink(t.number), " ", bw.el("span", bw.fmtInt(t.failures) + " failures", "muted"));
+      li.append(bw.numberLink(t.number), " ", bw.el("span", bw.fmtInt(t.failures) + (t.failures === 1 ? " failure" : " failures"), "muted"));
       ol.append(li);
     }
   }
