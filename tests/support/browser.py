@@ -124,7 +124,7 @@ class Browser:
     def url(self) -> str:
         return str(self.eval("location.href"))
 
-    def wait_for(self, expression: str, timeout: float, what: str) -> Any:
+    def wait_for(self, expression: str, timeout: float, what: str, interval: float = 0.2) -> Any:
         deadline = time.monotonic() + timeout
         last: object = None
         while time.monotonic() < deadline:
@@ -135,7 +135,7 @@ class Browser:
             else:
                 if last:
                     return last
-            time.sleep(0.2)
+            time.sleep(interval)
         raise AssertionError(f"{what}: not within {timeout}s (last: {last!r})")
 
     def click(self, selector: str) -> None:
