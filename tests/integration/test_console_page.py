@@ -198,3 +198,15 @@ def test_the_outage_banner_appears_and_goes_away_when_the_outage_resolves(
     produce(stack.bootstrap, topic, [resolved])
     browser.wait_for("document.getElementById('outage').hidden", 15, "the banner to go away")
     browser.screenshot(tmp_path / "outage-resolved.png")
+
+
+def test_the_page_fits_a_phone_and_follows_dark_mode(stack: Stack, browser: Browser, tmp_path: Path) -> None:
+    sign_in(browser, stack, CONSOLE_TOKEN)
+    browser.wait_for("location.pathname === '/' && !!document.querySelector('#alerts tbody tr')", 20, "the page")
+    light = browser.eval("getComputedStyle(document.body).backgroundColor")
+    browser.viewport(390, 844, mobile=True)
+    browser.set_dark(True)
+    browser.wait_for(f"getComputedStyle(document.body).backgroundColor !== {light!r}", 10, "the dark colours")
+    # nothing wider than the phone but the tables, which scroll inside their own box
+    assert browser.eval("document.documentElement.scrollWidth") <= 390
+    browser.screenshot(tmp_path / "phone-dark.png")

@@ -29,12 +29,12 @@ CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium", "chromium")
 INSTALL = "apt-get install -y chromium chromium-driver"
 
 
-def chromium_path() -> str:
-    for c in CANDIDATES:
+def chromium_path(candidates: tuple[str, ...] = CANDIDATES) -> str:
+    for c in candidates:
         found = shutil.which(c) if "/" not in c else (c if os.access(c, os.X_OK) else None)
         if found:
             return found
-    raise AssertionError(f"Chromium is not installed (looked for {', '.join(CANDIDATES)}): run `{INSTALL}`")
+    raise AssertionError(f"Chromium is not installed (looked for {', '.join(candidates)}): run `{INSTALL}`")
 
 
 class Browser:
@@ -181,6 +181,9 @@ class Browser:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data))
         return path
+
+    def viewport(self, width: int, height: int, mobile: bool = False) -> None:
+        self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=mobile)
 
     def set_dark(self, dark: bool) -> None:
         value = "dark" if dark else "light"

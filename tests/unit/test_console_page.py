@@ -9,6 +9,7 @@ import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,6 +24,7 @@ from console.records import AlertChange
 from console.service import ConsoleState, apply_overview
 from schemas import AlertStatus, decode, encode
 from tests.support.alerts import alert_record
+from tests.support.browser import chromium_path
 from tests.support.overview import overview_doc
 
 TOKEN = "s3cret-console-token"
@@ -239,6 +241,11 @@ def test_the_json_is_in_the_openapi_document() -> None:
     paths = client.get("/api/openapi.json", headers=basic(TOKEN)).json()["paths"]
     assert {"/api/overview", "/api/numbers/{number}"} <= set(paths)
     assert "/signin" not in paths and "/" not in paths
+
+
+def test_without_chromium_the_browser_tests_fail_and_say_how_to_install_it(tmp_path: Path) -> None:
+    with pytest.raises(AssertionError, match="apt-get install -y chromium"):
+        chromium_path(("/nonexistent/chromium", "no-such-chromium-binary"))
 
 
 # ---- the static page --------------------------------------------------------------------------------------
