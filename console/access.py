@@ -103,13 +103,9 @@ class Access:
             ok |= hmac.compare_digest(mac.encode(), _sign(t, int(stamp)).encode())
         return ok
 
-    def allowed(self, request: Request) -> bool:
-        if self.open_to_all:
-            return True
-        if self.session_ok(request.cookies.get(COOKIE)):
-            return True
-        password = basic_password(request)
-        return password is not None and token_ok(password, self.tokens)
+    def signed_in(self, request: Request) -> bool:
+        """Open to all, or a valid session cookie (HTTP Basic is checked by the caller, after the limit)."""
+        return self.open_to_all or self.session_ok(request.cookies.get(COOKIE))
 
     def source(self, request: Request) -> str:
         return request.client.host if request.client else "unknown"

@@ -17,7 +17,16 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from console.access import COOKIE, OPEN_PATHS, SECURITY_HEADERS, SESSION_SECONDS, Access, https, token_ok
+from console.access import (
+    COOKIE,
+    OPEN_PATHS,
+    SECURITY_HEADERS,
+    SESSION_SECONDS,
+    Access,
+    basic_password,
+    https,
+    token_ok,
+)
 from console.records import AlertChange
 from console.service import ConsoleState
 from schemas.alerts import AlertStatus
@@ -151,14 +160,16 @@ def create_app(state: ConsoleState) -> FastAPI:
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         path = request.url.path
-        if path in OPEN_PATHS or path.startswith("/static/") or access.allowed(request):
+        if path in OPEN_PATHS or path.startswith("/static/") or access.signed_in(request):
             response = await call_next(request)
         elif request.headers.get("authorization", "").lower().startswith("basic "):
             source = access.source(request)
-            wait = access.blocked(source)
+            wait = access.blocked(source)  # first: a source past the limit learns nothing, right token or not
             if wait:
                 response = _json(429, {"error": "too_many_failed_signins", "message": "try again later"})
                 response.headers["Retry-After"] = str(int(wait) + 1)
+            elif token_ok(basic_password(request), access.tokens):
+                response = await call_next(request)
             else:
                 access.failed(source, "basic")
                 response = _json(401, {"error": "unauthorized", "message": "wrong token"})

@@ -127,6 +127,8 @@ def test_a_wrong_token_is_refused_logged_without_the_secret_and_rate_limited(cap
     r = client.post("/signin", data={"token": TOKEN})  # even the right one waits out the minute
     assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
     assert client.get("/api/overview", headers=basic("nope")).status_code == 429
+    # past the limit the right token is refused too, or the limit would be an oracle for guessing
+    assert client.get("/api/overview", headers=basic(TOKEN)).status_code == 429
 
 
 def test_the_failed_sign_in_limit_forgets_after_a_minute() -> None:
