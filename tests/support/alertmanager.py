@@ -105,21 +105,20 @@ class Alertmanager:
         self.starts += 1
         storage = self.workdir / f"{self.name}-data-{self.starts}"
         storage.mkdir()
-        log = (self.workdir / f"{self.name}.log").open("ab")
-        self.proc = subprocess.Popen(
-            [
-                str(self.binary),
-                f"--config.file={self.config_path}",
-                f"--storage.path={storage}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--cluster.listen-address=",
-                "--log.level=info",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()  # the child has its own descriptor; ours left open is a ResourceWarning (an error in pytest)
+        with (self.workdir / f"{self.name}.log").open("ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [
+                    str(self.binary),
+                    f"--config.file={self.config_path}",
+                    f"--storage.path={storage}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    "--cluster.listen-address=",
+                    "--log.level=info",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
