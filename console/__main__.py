@@ -16,7 +16,7 @@ from console.alertmanager import Alertmanagers
 from console.app import create_app
 from console.config import ConsoleSettings, get_settings
 from console.observability import configure_logging
-from console.service import ConsoleState, consume
+from console.service import ConsoleState, consume, follow_overview
 
 log = logging.getLogger("bindwatch.console")
 KAFKA_RETRY_SECONDS = 5.0
@@ -45,9 +45,23 @@ async def follow(state: ConsoleState, rebuilt: asyncio.Event) -> None:
             await asyncio.sleep(KAFKA_RETRY_SECONDS)
 
 
+async def overview(state: ConsoleState) -> None:
+    """Follow the overview topic until cancelled, starting over (and saying why on the page) when Kafka fails."""
+    while True:
+        try:
+            await follow_overview(state)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            state.overview_error = f"{type(exc).__name__}: {exc}"
+            log.error("overview consumer failed; starting again", extra={"fields": {"reason": state.overview_error}})
+            await asyncio.sleep(KAFKA_RETRY_SECONDS)
+
+
 async def run(settings: ConsoleSettings) -> None:
     state = ConsoleState(settings)
     async with httpx.AsyncClient(headers={"User-Agent": "bindwatch-console"}) as client:
+        state.http = client
         if settings.alertmanager_urls:
             state.alertmanagers = Alertmanagers(settings, state.view, state.metrics, client)
             log.info("forwarding alerts", extra={"fields": {"alertmanagers": settings.alertmanager_urls}})
@@ -71,7 +85,10 @@ async def run(settings: ConsoleSettings) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
         rebuilt = asyncio.Event()
-        tasks = [asyncio.create_task(follow(state, rebuilt), name="consume")]
+        tasks = [
+            asyncio.create_task(follow(state, rebuilt), name="consume"),
+            asyncio.create_task(overview(state), name="overview"),
+        ]
         if state.alertmanagers is not None:
             ams = state.alertmanagers
 

@@ -5,11 +5,11 @@ from functools import lru_cache
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from console import ConfigError
-from schemas.topics import ALERTS_TOPIC
+from schemas.topics import ALERTS_TOPIC, OVERVIEW_TOPIC
 
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
@@ -30,6 +30,8 @@ class ConsoleSettings(BaseSettings):
         validation_alias=AliasChoices("BINDWATCH_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
     )
     alerts_topic: str = ALERTS_TOPIC
+    overview_topic: str = OVERVIEW_TOPIC
+    """The workers' overview document (read for the operators' page; the page says so while it does not exist)."""
     console_group_id: str = "bindwatch-console"
     """Consumer group the console commits its offsets to (the view is always rebuilt from the beginning)."""
     alertmanager_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -46,6 +48,17 @@ class ConsoleSettings(BaseSettings):
     """``runbook_url`` annotation; ``{rule}`` is replaced by the rule name."""
     worker_query_url: str = "http://127.0.0.1:6066"
     """Base URL of the stream workers' query API: ``generatorURL`` is ``<this>/v1/callers/<n>`` or ``/v1/dids/<n>``."""
+    worker_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    """How long the operators' page waits for the worker query API before it says the workers are unreachable."""
+    console_tokens: SecretStr = SecretStr("")
+    """Secrets that open the operators' page (comma-separated; any one signs in, as the gateway's push tokens)."""
+    console_insecure_no_auth: bool = False
+    """Open the operators' page (phone numbers) to anyone who reaches the port: local development only."""
+    console_max_failed_signins: int = Field(default=10, ge=1, le=10_000)
+    """Failed sign-ins allowed per source address per minute; past it the console answers 429."""
+    worker_url: str = ""
+    """Where the operators' page asks the workers about a number (any worker; they route). Empty: the
+    ``worker_query_url``. Differs from it when the alert links must work from people's browsers (compose)."""
     mask_numbers_in_logs: bool = True
     log_level: str = "INFO"
     host: str = "127.0.0.1"
@@ -93,6 +106,14 @@ class ConsoleSettings(BaseSettings):
         """Refuse settings that cannot work."""
         if not self.alerts_topic:
             raise ConfigError("BINDWATCH_ALERTS_TOPIC is empty: set it to the alerts topic (bindwatch.alerts.v1).")
+        if not self.tokens() and not self.console_insecure_no_auth:
+            raise ConfigError(
+                "BINDWATCH_CONSOLE_TOKENS is empty: the operators' page shows phone numbers, so set one or more "
+                "comma-separated secrets, or BINDWATCH_CONSOLE_INSECURE_NO_AUTH=true for local development only."
+            )
+
+    def tokens(self) -> list[bytes]:
+        return [t.strip().encode() for t in self.console_tokens.get_secret_value().split(",") if t.strip()]
 
 
 @lru_cache

@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
@@ -28,6 +29,7 @@ from console.view import AlertView, Applied
 from schemas.alerts import AlertStatus
 from schemas.codec import decode
 from schemas.numbers import mask_number
+from schemas.overview import Overview
 
 log = logging.getLogger("bindwatch.console")
 COMMIT_INTERVAL_SECONDS = 1.0
@@ -45,6 +47,12 @@ class ConsoleState:
     rebuilt: bool = False
     rebuild_seconds: float | None = None
     kafka_error: str | None = None
+    http: httpx.AsyncClient | None = None
+    """The client the page's number lookups use to reach the worker query API (one per process)."""
+    overview: Overview | None = None
+    """The latest overview document the workers published (``None`` until one is read)."""
+    overview_error: str | None = "not read yet"
+    """Why there is no overview (the topic does not exist yet, Kafka is unreachable), or ``None``."""
 
     def refresh_gauges(self) -> None:
         for s in AlertStatus:
@@ -192,6 +200,56 @@ async def consume(state: ConsoleState, started: asyncio.Event) -> None:
                 await asyncio.wait_for(_commit(consumer, applied), s.shutdown_timeout_seconds)
         finally:
             await asyncio.wait_for(consumer.stop(), s.shutdown_timeout_seconds)
+
+
+def apply_overview(state: ConsoleState, value: bytes | None, where: str) -> None:
+    """Keep the newest overview document; an unreadable one is logged (field names only) and skipped."""
+    try:
+        doc = decode(Overview, value or b"")
+    except ValidationError as exc:
+        log.error(
+            "unreadable overview record skipped",
+            extra={"fields": {"at": where, "errors": [".".join(map(str, e["loc"])) for e in exc.errors()]}},
+        )
+        return
+    if state.overview is None or doc.generatedAt >= state.overview.generatedAt:
+        state.overview = doc
+        state.overview_error = None
+
+
+async def follow_overview(state: ConsoleState) -> None:
+    """Follow ``bindwatch.overview.v1`` (one partition, compacted, key ``global``) from its beginning: the last
+    record read is the latest document. While the topic does not exist (no worker has published yet) the page
+    says so and this waits; it never creates the topic."""
+    s = state.settings
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap_servers)
+        try:
+            await asyncio.wait_for(admin.start(), TOPIC_WAIT_SECONDS * 5)
+            described = await asyncio.wait_for(admin.describe_topics([s.overview_topic]), TOPIC_WAIT_SECONDS * 5)
+            parts = sorted(p["partition"] for t in described if t["error_code"] == 0 for p in t["partitions"])
+            why = f"topic {s.overview_topic} not found: no worker has published an overview yet"
+        except (TimeoutError, KafkaError) as exc:
+            parts, why = [], f"Kafka: {type(exc).__name__}: {exc}"
+        finally:
+            await admin.close()
+        if parts:
+            break
+        state.overview_error = why
+        await asyncio.sleep(TOPIC_WAIT_SECONDS * 2)
+    consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(s.overview_topic, p) for p in parts]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        while True:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=100)
+            for tp, records in batch.items():
+                for m in records:
+                    apply_overview(state, m.value, f"{tp.topic}[{tp.partition}]@{m.offset}")
+    finally:
+        await asyncio.wait_for(consumer.stop(), s.shutdown_timeout_seconds)
 
 
 async def _positions_reached(consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]) -> list[bool]:

@@ -52,7 +52,8 @@ if [ -x .tools/bin/alertmanager ]; then
   pids+=($!)
   am_urls=http://127.0.0.1:$ALERTMANAGER_PORT
 fi
-BINDWATCH_PORT=$CONSOLE_PORT BINDWATCH_ALERTMANAGER_URLS=$am_urls \
+[ -s var/console-token ] || .venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(24))' >var/console-token
+BINDWATCH_CONSOLE_TOKENS=$(cat var/console-token) BINDWATCH_PORT=$CONSOLE_PORT BINDWATCH_ALERTMANAGER_URLS=$am_urls \
   BINDWATCH_WORKER_QUERY_URL=http://127.0.0.1:$BINDWATCH_WEB_PORT .venv/bin/python -m console >>var/run/console.log 2>&1 &
 pids+=($!)
 
@@ -81,7 +82,7 @@ bindwatch is running.
   Kafka      $KAFKA_BOOTSTRAP_SERVERS
   Push URL   http://127.0.0.1:$BINDWATCH_PORT/v1/nxcloud/binding-failures?token=$BINDWATCH_PUSH_TOKENS
   Worker     http://127.0.0.1:$BINDWATCH_WEB_PORT  (GET /v1/callers/{number}, /v1/dids/{number}, /metrics)
-  Console    http://127.0.0.1:$CONSOLE_PORT  (GET /readyz, /metrics)
+  Console    http://127.0.0.1:$CONSOLE_PORT  (the operators' page; sign in with the token in var/console-token)
   $am_line
   Logs       var/run/gateway.log, var/run/worker.log, var/run/console.log
 

@@ -98,6 +98,10 @@ class BundleForwarder:
                 await self._send(partition, bundle.encode(chunk))
 
 
+FAILURES_SHOWN = 500
+"""Retained failures the query API lists per subject (the newest; ``retainedFailures`` counts them all)."""
+
+
 class StageCore:
     """The batch logic of one stage, and its local index of subjects with something due on the wall clock."""
 
@@ -336,6 +340,16 @@ class StageCore:
             "retainedFailures": len(state.events),
             "lastFailureAt": last_at.isoformat().replace("+00:00", "Z") if last_at else None,
             "lastRequestId": last.rid if last else None,
+            # Each retained failure, newest first (the console's number page draws its timeline from these);
+            # "other" is the DID for a caller and the caller for a DID.
+            "failures": [
+                {
+                    "at": datetime.fromtimestamp(f.ts / 1000, tz=UTC).isoformat().replace("+00:00", "Z"),
+                    "requestId": f.rid,
+                    "other": f.other,
+                }
+                for f in reversed(state.events[-FAILURES_SHOWN:])
+            ],
             "windows": rules.window_counts(state, self.policy),
             "activeAlerts": [
                 {

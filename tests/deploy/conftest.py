@@ -12,7 +12,7 @@ import pytest
 from tests.deploy.support import OVERLAYS, ROOT, kustomize_build, load_compose, served_paths
 
 # The variables Compose would read from the shell; BINDWATCH_PUSH_TOKENS is required by the file.
-COMPOSE_ENV = {"BINDWATCH_PUSH_TOKENS": "compose-test-token"}
+COMPOSE_ENV = {"BINDWATCH_PUSH_TOKENS": "compose-test-token", "BINDWATCH_CONSOLE_TOKENS": "compose-console-token"}
 
 
 @pytest.fixture(scope="session")

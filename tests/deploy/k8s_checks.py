@@ -507,11 +507,13 @@ def image_problems(containers: list[Container]) -> list[str]:
 
 def secret_problems(objs: list[dict[str, Any]], containers: list[Container]) -> list[str]:
     problems = [f"{name_of(o)}: Secrets are created by hand, never committed" for o in objs if o["kind"] == "Secret"]
+    secrets = {GATEWAY.name: "BINDWATCH_PUSH_TOKENS", CONSOLE.name: "BINDWATCH_CONSOLE_TOKENS"}
     for ct in containers:
-        if ct.role is GATEWAY:
-            entry = ct.env.raw.get("BINDWATCH_PUSH_TOKENS", {})
+        if ct.role.name in secrets:
+            name = secrets[ct.role.name]
+            entry = ct.env.raw.get(name, {})
             if "secretKeyRef" not in entry.get("valueFrom", {}):
-                problems.append(f"{ct.where}: BINDWATCH_PUSH_TOKENS must come from a secretKeyRef")
+                problems.append(f"{ct.where}: {name} must come from a secretKeyRef")
     return problems
 
 

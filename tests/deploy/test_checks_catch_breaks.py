@@ -226,6 +226,16 @@ K8S_BREAKS: dict[str, tuple[str, Callable[[Objs], object], str]] = {
         lambda o: gateway(o).update(env=[{"name": "BINDWATCH_PUSH_TOKENS", "value": "s3cret"}]),
         "BINDWATCH_PUSH_TOKENS must come from a secretKeyRef",
     ),
+    "console tokens written into the manifest": (
+        "prod",
+        lambda o: console(o).update(env=[{"name": "BINDWATCH_CONSOLE_TOKENS", "value": "s3cret"}]),
+        "BINDWATCH_CONSOLE_TOKENS must come from a secretKeyRef",
+    ),
+    "console without its tokens": (
+        "dev",
+        lambda o: console(o).pop("env"),
+        "BINDWATCH_CONSOLE_TOKENS must come from a secretKeyRef",
+    ),
     "gateway open to everyone": (
         "prod",
         lambda o: obj(o, "NetworkPolicy", "bindwatch-gateway")["spec"]["ingress"][0].pop("from"),

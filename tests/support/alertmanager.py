@@ -189,9 +189,19 @@ class Webhook:
         self.server.server_close()
 
 
+CONSOLE_TOKEN = "console-test-token"
+"""The operators' page token the tests' consoles accept (unless a test sets ``BINDWATCH_CONSOLE_TOKENS``)."""
+
+
 def console(env: dict[str, str], log_dir: Path, name: str = "console") -> Service:
     port = int(env.get("BINDWATCH_PORT") or free_port())
-    env = {**env, "BINDWATCH_PORT": str(port), "BINDWATCH_HOST": "127.0.0.1", "BINDWATCH_LOG_LEVEL": "INFO"}
+    env = {
+        "BINDWATCH_CONSOLE_TOKENS": CONSOLE_TOKEN,
+        **env,
+        "BINDWATCH_PORT": str(port),
+        "BINDWATCH_HOST": "127.0.0.1",
+        "BINDWATCH_LOG_LEVEL": "INFO",
+    }
     return Service(
         name,
         [str(VENV_BIN / "python"), "-m", "console"],

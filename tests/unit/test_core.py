@@ -341,6 +341,8 @@ def test_describe_answers_the_query_api() -> None:
     body = core.describe(table.data["c"], "caller")
     assert (body["caller"], body["retainedFailures"], body["lastRequestId"]) == ("c", 3, "r2")
     assert body["lastFailureAt"] == "2026-03-29T11:00:00.002000Z"
+    assert [(f["requestId"], f["other"]) for f in body["failures"]] == [("r2", "d"), ("r1", "e"), ("r0", "d")]
+    assert body["failures"][0]["at"] == body["lastFailureAt"]
     assert body["windows"]["caller_repeat"]["count"] == 3
     assert {a["rule"] for a in body["activeAlerts"]} == {"caller_repeat"}
     assert all(a["fingerprint"] == rules.fingerprint(Rule(a["rule"]), "c", a["did"]) for a in body["activeAlerts"])
