@@ -13,6 +13,7 @@
 #   scripts/install-tools.sh                 both tools
 #   scripts/install-tools.sh kustomize       only kustomize
 #   scripts/install-tools.sh alertmanager    only alertmanager
+#   scripts/install-tools.sh chromium        only Chromium (Debian's package: the console page's browser tests)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 KUSTOMIZE_VERSION=v5.8.2 # v5.8.3 needs Go 1.27
@@ -90,15 +91,31 @@ install_alertmanager() {
   }
 }
 
+# Headless Chromium for tests/integration/test_console_page.py. Browser builds cannot be downloaded here (no
+# Playwright downloads): Debian's package is the one source, installed with apt when we are root.
+install_chromium() {
+  command -v chromium >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "install-tools: chromium is missing: install Debian's package ('apt-get install -y chromium') and run again." >&2
+    exit 1
+  fi
+  echo "install-tools: installing chromium (apt, first run only)..." >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 \
+    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+  command -v chromium >/dev/null 2>&1 || { echo "install-tools: chromium did not install" >&2; exit 1; }
+}
+
 case "${1:-all}" in
   kustomize) install_kustomize ;;
   alertmanager) install_alertmanager ;;
+  chromium) install_chromium ;;
   all)
     install_kustomize
     install_alertmanager
+    install_chromium
     ;;
   *)
-    echo "usage: $0 [kustomize|alertmanager]" >&2
+    echo "usage: $0 [kustomize|alertmanager|chromium]" >&2
     exit 2
     ;;
 esac

@@ -31,7 +31,7 @@ fi
 
 scripts/bootstrap.sh
 if [ $needs_tools -eq 1 ]; then
-  scripts/install-tools.sh # kustomize for the deployment checks (tests/deploy)
+  scripts/install-tools.sh # kustomize (tests/deploy), Alertmanager and Chromium (console integration tests)
 fi
 if [ ${#paths[@]} -eq 0 ]; then
   echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .

@@ -28,7 +28,7 @@ from tests.support.kafka import Names
 
 pytestmark = pytest.mark.integration
 CLUSTER_PROFILES = {
-    "ci": {"rate": 500, "load": 15, "down": 8},
+    "ci": {"rate": 500, "load": 12, "down": 6},
     "full": {"rate": 500, "load": 60, "down": 20},
 }
 CP = CLUSTER_PROFILES[PROFILE_NAME]
