@@ -81,8 +81,10 @@ def _wait_drained(ws: list[procs.Service], n: int, timeout: float) -> dict[str, 
     }
 
 
-def _workers(ctx: Ctx, s: StreamSettings, count: int, prefix: str) -> list[procs.Service]:
-    env = kafka.env_of(s)
+def _workers(
+    ctx: Ctx, s: StreamSettings, count: int, prefix: str, extra: dict[str, str] | None = None
+) -> list[procs.Service]:
+    env = {**kafka.env_of(s), **(extra or {})}
     return [
         services.worker(
             {**env, "BINDWATCH_DATA_DIR": str(ctx.out / "state" / f"{prefix}-{i}")}, ctx.logs, f"{prefix}-{i}"
@@ -91,11 +93,13 @@ def _workers(ctx: Ctx, s: StreamSettings, count: int, prefix: str) -> list[procs
     ]
 
 
-def _drain(ctx: Ctx, events_topic: str, n: int, count: int) -> tuple[dict[str, Any], StreamSettings]:
+def _drain(
+    ctx: Ctx, events_topic: str, n: int, count: int, extra: dict[str, str] | None = None, label: str = ""
+) -> tuple[dict[str, Any], StreamSettings]:
     """A fresh app (own group, internal topics, state) with ``count`` workers reads the shared backlog."""
-    s = kafka_io.stream_settings(ctx.bootstrap, kafka_io.tag(f"st{count}w"), events_topic)
+    s = kafka_io.stream_settings(ctx.bootstrap, kafka_io.tag(f"st{count}w{label}"), events_topic)
     kafka_io.setup(s)
-    ws = _workers(ctx, s, count, f"worker-{count}w")
+    ws = _workers(ctx, s, count, f"worker-{count}w{label}", extra)
     with procs.running(*ws, timeout=180):
         meter = ctx.meter(workers=[p for w in ws for p in w.pids()])
         res = _wait_drained(ws, n, _drain_timeout(n))
@@ -156,6 +160,22 @@ def stream_throughput(ctx: Ctx) -> dict[str, Any]:
             "cpu_per_event_1w": round(one["worker_us_per_event"] / max(quix["peer_us_per_event"], 0.1), 2),
         },
         "two_worker_speedup": round(two["events_per_s"] / max(one["events_per_s"], 1), 2),
+    }
+
+
+def stream_outage_cost(ctx: Ctx) -> dict[str, Any]:
+    """What outage detection's global counting costs (issue 14, target >= 0.95x): one worker drains the same
+    backlog with BINDWATCH_OUTAGE_DETECTION off (the baseline) and on, in the same run."""
+    n = int(ctx.shared.get("events") or ctx.pick(200_000, 50_000))
+    topic, _ = _backlog(ctx, n)
+    off, _ = _drain(ctx, topic, n, 1, {"BINDWATCH_OUTAGE_DETECTION": "false"}, "off")
+    on, _ = _drain(ctx, topic, n, 1, {"BINDWATCH_OUTAGE_DETECTION": "true"}, "on")
+    return {
+        "events": n,
+        "counting_off": off,
+        "counting_on": on,
+        "ratio_on_to_off": round(on["events_per_s"] / max(off["events_per_s"], 1), 3),
+        "cpu_per_event_on_to_off": round(on["worker_us_per_event"] / max(off["worker_us_per_event"], 0.1), 3),
     }
 
 

@@ -171,11 +171,17 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         policy,
         wall_ms,
         forwarder=BundleForwarder(forward, s.partitions),
-        counter=counters[rules.Kind.CALLER],
+        counter=counters[rules.Kind.CALLER] if s.outage_detection else None,
         **common,
     )
     did_core = StageCore(
-        rules.Kind.DID, FaustTable(dids), alerts, policy, wall_ms, counter=counters[rules.Kind.DID], **common
+        rules.Kind.DID,
+        FaustTable(dids),
+        alerts,
+        policy,
+        wall_ms,
+        counter=counters[rules.Kind.DID] if s.outage_detection else None,
+        **common,
     )
     cores = ((caller_core, caller_ticks, callers), (did_core, did_ticks, dids))
 
@@ -300,7 +306,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         A partition no batch has touched since this worker got it is read from the table first (its key is
         unique to it, so no current event is needed), but only once recovery has completed: counts read
         half-restored would be written back by the next batch."""
-        if app.rebalancing or not compat.recovery_completed(app):
+        if not s.outage_detection or app.rebalancing or not compat.recovery_completed(app):
             return
         now = wall_ms()
         assigned = app.assignor.assigned_actives()

@@ -82,6 +82,10 @@ class StreamSettings(BaseSettings):
     """Distinct callers that must have failed in the same 5 minutes: one scanner is never an outage."""
     outage_resolve_seconds: int = Field(default=300, ge=10, le=86_400)
     """Wall-clock time the 5-minute total must stay below half the firing level before ``resolved``."""
+    outage_detection: bool = True
+    """Global minute counts, ``binding_outage`` and the overview. Off: the stages count nothing for them (the
+    overview stays empty and no outage fires); per-number rules are unchanged. For measuring what counting costs
+    (``bench``: stream_outage_cost) and as an escape hatch."""
     outage_publish_seconds: float = Field(default=5.0, ge=0.5, le=60.0)
     """How often each worker sends its partitions' counts to the aggregator (one record per partition, not
     per event): with the aggregator's evaluation, bounds how late an outage fires and a worker learns of it."""

@@ -112,3 +112,28 @@ def test_a_restarted_core_rebuilds_the_top_10_from_the_subjects() -> None:
     restarted = StageCore(Kind.CALLER, core.table, alerts, P, lambda: NOW, counter=rebuilt, partitions=1)
     restarted.rebuild_due()
     assert rebuilt.top(0).top(NOW) == want
+
+
+def test_with_outage_detection_off_the_stage_counts_nothing_and_counts_subjects_the_same() -> None:
+    """BINDWATCH_OUTAGE_DETECTION=false gives the stages no counter: no reserved counts key is written, and the
+    subjects' states are exactly those of a run with counting on (the per-number rules do not depend on it)."""
+    on, _ = reference()
+    world, plan = World(the_input()), Plan()
+    table = FakeTable(world, plan)
+    core = StageCore(Kind.CALLER, table, FakeAlerts(world, plan), P, lambda: NOW)
+
+    async def drain() -> None:
+        for start in range(0, len(world.events), 5):
+            chunk = world.events[start : start + 5]
+            items = [
+                Item(c, None, f, bundle.Entry(d, c, f.ts, f.rid), partition=0, offset=start + i, action="queryAXB")
+                for i, (c, f, d) in enumerate(chunk)
+            ]
+            await core.process(items)
+            table.flush()
+
+    asyncio.run(drain())
+    assert counts_key(0) not in world.changelog
+    subjects_on = {k: SubjectState.load(v).events for k, v in on.changelog.items() if k != counts_key(0)}
+    subjects_off = {k: SubjectState.load(v).events for k, v in world.changelog.items()}
+    assert subjects_off == subjects_on and subjects_off
