@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # bindwatch: one image, its commands (see docs/deployment.md).
 #   gateway  python -m gateway                      (default CMD; port 8080)
-#   worker   faust -A stream.app worker -l info     (port 6066; RocksDB state in BINDWATCH_DATA_DIR)
+#   worker   faust -L uvloop -A stream.app worker -l info     (port 6066; RocksDB state in BINDWATCH_DATA_DIR)
 #   topics   python -m stream.admin create-topics   (one-shot, before both)
 #   console  python -m console                      (port 8081; feeds Alertmanager)
 #

@@ -40,7 +40,7 @@ trap cleanup EXIT INT TERM
 
 .venv/bin/python -m gateway >>var/run/gateway.log 2>&1 &
 pids+=($!)
-.venv/bin/faust -A stream.app worker -l info >>var/run/worker.log 2>&1 &
+.venv/bin/faust -L uvloop -A stream.app worker -l info >>var/run/worker.log 2>&1 &
 pids+=($!)
 am_urls=""
 if [ -x .tools/bin/alertmanager ]; then

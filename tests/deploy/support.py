@@ -70,7 +70,7 @@ def role_of(command: list[str]) -> Role | None:
     """The role a container plays, from its command; None for a command bindwatch does not have."""
     if command[:3] == ["python", "-m", "gateway"]:
         return GATEWAY
-    if command[:3] == ["faust", "-A", "stream.app"] and "worker" in command:
+    if command[:1] == ["faust"] and faust_app(command) == "stream.app" and "worker" in command:
         return WORKER
     if command[:3] == ["python", "-m", "stream.admin"]:
         return TOPICS
@@ -169,6 +169,18 @@ def command_problems(command: list[str], where: str) -> list[str]:
     return [f"{where}: {command!r} is none of bindwatch's commands"]
 
 
+WORKER_LOOP = "uvloop"
+"""The event loop every worker runs on (``faust -L uvloop``): the one its speed was measured with (bench/README.md)."""
+
+
+def faust_app(command: list[str]) -> str | None:
+    """The app module of a ``faust [-L LOOP] -A MODULE ...`` command."""
+    rest = command[1:]
+    if rest[:1] == ["-L"]:
+        rest = rest[2:]
+    return rest[1] if len(rest) >= 2 and rest[0] == "-A" else None
+
+
 def _faust_problems(command: list[str], where: str) -> list[str]:
     from faust.cli.faust import cli
 
@@ -176,12 +188,22 @@ def _faust_problems(command: list[str], where: str) -> list[str]:
     scripts = {e.name for e in md.entry_points(group="console_scripts")}
     if "faust" not in scripts or not (Path(sys.executable).parent / "faust").exists():
         problems.append(f"{where}: the faust console script is not installed")
-    if len(command) < 4 or command[1] != "-A":
-        return [*problems, f"{where}: expected `faust -A <module> worker ...`, got {command!r}"]
-    if not _module_exists(command[2]):
-        problems.append(f"{where}: faust app module {command[2]!r} does not exist")
-    if command[3] not in cli.commands:
-        problems.append(f"{where}: faust has no command {command[3]!r}")
+    rest = command[1:]
+    if rest[:1] == ["-L"]:
+        loop = rest[1] if len(rest) > 1 else None
+        if loop != WORKER_LOOP:
+            problems.append(f"{where}: faust -L {loop}: the worker runs on {WORKER_LOOP} (what bench/ measured)")
+        elif not _module_exists(loop):
+            problems.append(f"{where}: faust -L {loop}, but {loop} is not installed")
+        rest = rest[2:]
+    else:
+        problems.append(f"{where}: faust without `-L {WORKER_LOOP}`: the default asyncio loop costs ~30% more CPU")
+    if len(rest) < 3 or rest[0] != "-A":
+        return [*problems, f"{where}: expected `faust -L {WORKER_LOOP} -A <module> worker ...`, got {command!r}"]
+    if not _module_exists(rest[1]):
+        problems.append(f"{where}: faust app module {rest[1]!r} does not exist")
+    if rest[2] not in cli.commands:
+        problems.append(f"{where}: faust has no command {rest[2]!r}")
     if "-l" in command:
         i = command.index("-l")
         if i + 1 >= len(command) or command[i + 1].lower() not in LOG_LEVELS:

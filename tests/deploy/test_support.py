@@ -52,7 +52,7 @@ def test_served_paths_come_from_the_real_apps(served: dict[str, frozenset[str]])
     ("command", "role"),
     [
         (["python", "-m", "gateway"], GATEWAY),
-        (["faust", "-A", "stream.app", "worker", "-l", "info"], WORKER),
+        (["faust", "-L", "uvloop", "-A", "stream.app", "worker", "-l", "info"], WORKER),
         (["python", "-m", "stream.admin", "create-topics"], TOPICS),
     ],
 )
@@ -67,9 +67,11 @@ def test_bindwatch_commands_exist(command: list[str], role: object) -> None:
         (["python", "-m", "gatewayz"], "no such runnable module"),
         (["python", "-m", "stream"], "no such runnable module"),  # a package without __main__
         (["python", "-m", "stream.admin", "create-topic"], "has no command 'create-topic'"),
-        (["faust", "-A", "stream.apps", "worker"], "does not exist"),
-        (["faust", "-A", "stream.app", "workers"], "faust has no command"),
-        (["faust", "-A", "stream.app", "worker", "-l", "loud"], "needs a log level"),
+        (["faust", "-L", "uvloop", "-A", "stream.apps", "worker"], "does not exist"),
+        (["faust", "-L", "uvloop", "-A", "stream.app", "workers"], "faust has no command"),
+        (["faust", "-L", "uvloop", "-A", "stream.app", "worker", "-l", "loud"], "needs a log level"),
+        (["faust", "-A", "stream.app", "worker", "-l", "info"], "without `-L uvloop`"),
+        (["faust", "-L", "aio", "-A", "stream.app", "worker"], "runs on uvloop"),
         (["uvicorn", "gateway.app:app"], "none of bindwatch's commands"),
     ],
 )

@@ -164,8 +164,8 @@ def gateway(env: dict[str, str], log_dir: Path, name: str = "gateway", *, module
 
 
 def worker(env: dict[str, str], log_dir: Path, name: str = "worker") -> Service:
-    """``faust -A stream.app worker`` on ``BINDWATCH_WEB_PORT`` from ``env`` (else a free port), with its state
-    in ``BINDWATCH_DATA_DIR`` from ``env`` (else a directory of its own under ``log_dir``)."""
+    """``faust -L uvloop -A stream.app worker`` on ``BINDWATCH_WEB_PORT`` from ``env`` (else a free port), with
+    its state in ``BINDWATCH_DATA_DIR`` from ``env`` (else a directory of its own under ``log_dir``)."""
     port = int(env.get("BINDWATCH_WEB_PORT") or free_port())
     env = {
         "BINDWATCH_DATA_DIR": str(log_dir / f"{name}-state"),
@@ -176,7 +176,7 @@ def worker(env: dict[str, str], log_dir: Path, name: str = "worker") -> Service:
     Path(env["BINDWATCH_DATA_DIR"]).parent.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
     return Service(
         name,
-        [str(VENV_BIN / "faust"), "-A", "stream.app", "worker", "-l", "info"],
+        [str(VENV_BIN / "faust"), "-L", "uvloop", "-A", "stream.app", "worker", "-l", "info"],
         env,
         log_dir / f"{name}.log",
         f"http://127.0.0.1:{port}/readyz",
