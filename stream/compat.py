@@ -15,6 +15,11 @@ and a worker leaving or crashing afterwards lost that table update for good. Fou
 scenario "second worker joins, then leaves" (one count short, intermittently, under load). The replacement
 (``drain``) drains the buffer completely: a commit waits until every table update it covers was handed to
 the Kafka producer (whose own flush then waits for the broker's acknowledgement).
+
+``ProducerBuffer.max_messages`` (faust-streaming 0.15.3: 100): above it, the conductor logs ``producer buffer
+full`` and stops taking records until 100 were sent. One batch writes up to ``batch_size`` (500) subjects,
+so every batch crossed it: a warning per batch and a stall on every one (issue 13 counted 1,505 in one
+drain). ``BUFFER_MAX_MESSAGES`` leaves room for a few batches; beyond that the back-pressure still works.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from faust.streams import _current_event
 from faust.transport.producer import ProducerBuffer
 
 _PATCHED = "_bindwatch_drains"
+BUFFER_MAX_MESSAGES = 5000
+"""Table writes the producer buffer holds before the conductor waits for it (``ProducerBuffer.max_messages``)."""
 
 
 def use_event(ev: Any) -> None:
@@ -103,3 +110,4 @@ def apply_fixes() -> None:
     if not getattr(ProducerBuffer, _PATCHED, False):
         ProducerBuffer.flush = drain  # type: ignore[method-assign]
         setattr(ProducerBuffer, _PATCHED, True)
+    ProducerBuffer.max_messages = BUFFER_MAX_MESSAGES

@@ -166,3 +166,30 @@ def test_patched_flush_drains_a_real_producer_buffer(app: faust.App) -> None:
 
 def test_the_fix_is_installed() -> None:
     assert ProducerBuffer.flush is compat.drain
+    assert ProducerBuffer.max_messages == compat.BUFFER_MAX_MESSAGES
+
+
+class CountingBuffer(ProducerBuffer):
+    """A buffer of a given size whose flushes are counted (Faust's ``wait_until_ebb`` decides on its own)."""
+
+    def __init__(self, size: int) -> None:  # no Service start: only wait_until_ebb is exercised
+        self._size = size
+        self.flushes = 0
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    async def flush_atmost(self, max_messages: int | None) -> int:
+        self.flushes += 1
+        return 0
+
+
+@pytest.mark.parametrize(
+    ("size", "flushes"), [(600, 0), (compat.BUFFER_MAX_MESSAGES, 0), (compat.BUFFER_MAX_MESSAGES + 1, 1)]
+)
+def test_the_conductor_waits_only_beyond_the_raised_limit(size: int, flushes: int) -> None:
+    """Faust's ``wait_until_ebb`` reads ``max_messages``: a batch of table writes (600 > Faust's 100) passes."""
+    buf = CountingBuffer(size)
+    asyncio.run(buf.wait_until_ebb())
+    assert buf.flushes == flushes
