@@ -32,7 +32,9 @@ BENCHMARKS: dict[str, Callable[[Ctx], dict[str, Any]]] = {
     "stream_throughput": stream_bench.stream_throughput,
     "stream_state": stream_bench.stream_state,
     "stream_outage_cost": stream_bench.stream_outage_cost,
+    "stream_storm": stream_bench.stream_storm,
     "stream_scaling": stream_bench.stream_scaling,
+    "stream_profile": stream_bench.stream_profile,
     "outage_counting": outage_bench.outage_counting,
 }
 RESULTS = procs.ROOT / "bench" / "results"

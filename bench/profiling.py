@@ -43,8 +43,7 @@ _PACKAGES = (
 )
 
 
-def record(pid: int, seconds: int, out: Path, *, subprocesses: bool = False, rate: int = 100) -> Path | None:
-    """Sample ``pid`` (and its children) for ``seconds``; write collapsed stacks to ``out``. None if it failed."""
+def _argv(pid: int, seconds: int, out: Path, subprocesses: bool, rate: int) -> list[str]:
     argv = [
         str(VENV_BIN / "py-spy"),
         "record",
@@ -62,6 +61,17 @@ def record(pid: int, seconds: int, out: Path, *, subprocesses: bool = False, rat
     ]
     if subprocesses:
         argv.append("--subprocesses")
+    return argv
+
+
+def start(pid: int, seconds: int, out: Path, *, rate: int = 100) -> subprocess.Popen[bytes]:
+    """Start sampling ``pid`` for at most ``seconds``; stop it early with SIGINT (it then writes ``out``)."""
+    return subprocess.Popen(_argv(pid, seconds, out, False, rate), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def record(pid: int, seconds: int, out: Path, *, subprocesses: bool = False, rate: int = 100) -> Path | None:
+    """Sample ``pid`` (and its children) for ``seconds``; write collapsed stacks to ``out``. None if it failed."""
+    argv = _argv(pid, seconds, out, subprocesses, rate)
     r = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
     if r.returncode != 0 or not out.exists():
         out.with_suffix(".err").write_text(r.stdout + r.stderr)

@@ -179,6 +179,29 @@ def stream_outage_cost(ctx: Ctx) -> dict[str, Any]:
     }
 
 
+def stream_storm(ctx: Ctx) -> dict[str, Any]:
+    """A storm (N events to one DID from 2,000 callers; issue 13: 20,000) against the uniform backlog of the
+    same size (the baseline), each drained by one fresh worker in the same run; target >= 0.9x."""
+    n = int(ctx.shared.get("events") or ctx.pick(40_000, 20_000))
+    uniform_topic, _ = _backlog(ctx, n)
+    run = kafka_io.tag("storm")
+    st = kafka_io.stream_settings(ctx.bootstrap, run)
+    kafka_io.setup(st)
+    kafka_io.produce(ctx.bootstrap, st.events_topic, workload.storm(n, run))
+    uniform, _ = _drain(ctx, uniform_topic, n, 1, label="uniform")
+    storm, _ = _drain(ctx, st.events_topic, n, 1, label="storm")
+    return {
+        "events": n,
+        "storm_callers": 2000,
+        "uniform": uniform,
+        "storm": storm,
+        "ratio_storm_to_uniform": round(storm["events_per_s"] / max(uniform["events_per_s"], 1), 3),
+        "cpu_per_event_storm_to_uniform": round(
+            storm["worker_us_per_event"] / max(uniform["worker_us_per_event"], 0.1), 3
+        ),
+    }
+
+
 def stream_state(ctx: Ctx) -> dict[str, Any]:
     """RSS and on-disk state after the backlog's distinct callers; restart time with the state (warm) and
     after deleting it (cold: the tables are restored from their changelogs)."""
@@ -277,3 +300,27 @@ def _profile_worker(ctx: Ctx, s: StreamSettings, w: procs.Service, run: str) -> 
     out = ctx.out / "profile-worker.txt"
     path = profiling.record(w.pid, secs, out)
     return {"file": out.name, **(profiling.summarise(path) if path else {"error": "py-spy failed"})}
+
+
+def stream_profile(ctx: Ctx) -> dict[str, Any]:
+    """Where one worker's CPU goes while it drains a backlog (issue 13: profile first): py-spy samples the
+    worker for the whole drain (started as soon as it is ready, so the start-up is not in it) and
+    ``bench.profiling`` summarises the stacks. ``--events`` sizes the backlog (quick 30,000)."""
+    n = int(ctx.shared.get("events") or ctx.pick(200_000, 30_000))
+    topic, _ = _backlog(ctx, n)
+    s = kafka_io.stream_settings(ctx.bootstrap, kafka_io.tag("prof"), topic)
+    kafka_io.setup(s)
+    (w,) = _workers(ctx, s, 1, "worker-prof")
+    out = ctx.out / "profile-drain.txt"
+    with procs.running(w, timeout=180):
+        secs = int(_drain_timeout(n))
+        spy = profiling.start(w.pid, secs, out)
+        meter = ctx.meter(workers=w.pids())
+        res = _wait_drained([w], n, secs)
+        res["cpu_cores"] = cpu = meter.read()
+        res["worker_us_per_event"] = per_unit_us(cpu["workers"], res["events_per_s"])
+        spy.send_signal(2)  # py-spy writes what it sampled on SIGINT
+        spy.wait(timeout=60)
+    res["agent_crashes"] = crashes([w])
+    res["profile"] = {"file": out.name, **(profiling.summarise(out) if out.exists() else {"error": "py-spy failed"})}
+    return res

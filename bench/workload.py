@@ -5,6 +5,7 @@ mostly distinct numbers and some repeaters that cross the alert thresholds.
 from __future__ import annotations
 
 import base64
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -86,6 +87,18 @@ class BacklogShape:
     def distinct_callers(self) -> int:
         repeat_events = len(range(0, self.n, 20))
         return self.n - repeat_events + min(self.repeat_callers, repeat_events)
+
+
+def storm(n: int, tag: str, callers: int = 2000, span: timedelta = timedelta(minutes=10)) -> Iterator[Record]:
+    """``n`` events to **one** DID from ``callers`` callers in turn (each caller ``n / callers`` times), over
+    ``span`` ending now: the DID's state holds up to ``max_events`` failures and takes every batch's writes."""
+    now = datetime.now(UTC)
+    start = now - span
+    step = span / max(n, 1)
+    did = f"8547{zlib.crc32(tag.encode()) % 10**9:09d}"
+    for j in range(n):
+        caller = f"8548{zlib.crc32(tag.encode()) % 10**5:05d}{j % callers:06d}"
+        yield record(event(f"{tag}-{j}", caller, did, start + step * j, zone=NXCLOUD_ZONE, received=now))
 
 
 def backlog(n: int, tag: str, span: timedelta = timedelta(minutes=30), first: int = 0) -> Iterator[Record]:
