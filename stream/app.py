@@ -1,12 +1,15 @@
-"""The Faust application: topics, tables, agents, timers and query pages. Run: ``faust -A stream.app worker``.
+"""The Faust application: topics, tables, agents, timers and query pages.
+
+Run: ``faust -L uvloop -A stream.app worker`` (uvloop: the worker spends a third of its CPU in the event loop).
 
 The layer only wires: each agent decodes its records into ``stream.core.Item``s and hands a batch to the
-stage's ``StageCore`` (the caller agent takes up to ``batch_size`` events at once; the DID agent gets one
-bundle record per caller batch and partition, see ``stream.bundle``). The core owns the batch logic and the
-order that makes a crash harmless (alerts acknowledged, then tables written, then events forwarded, then
-offsets acknowledged): see ``stream.core``. Here, the adapters give the core Faust's table, producer and
-topics; the agents let Faust acknowledge a batch's offsets only after the core returned, and the worker
-exits if the core raises (``run_batch``). Faust internals are used only through ``stream.compat``.
+stage's ``StageCore`` (the caller agent takes up to ``batch_size`` events at once; the DID agent takes up
+to ``did_batch_records`` bundle records, one per caller batch and partition, see ``stream.bundle``). The
+core owns the batch logic and the order that makes a crash harmless (alerts acknowledged, then tables
+written, then events forwarded, then offsets acknowledged): see ``stream.core``. Here, the adapters give
+the core Faust's table, producer and topics; the agents let Faust acknowledge a batch's offsets only after
+the core returned, and the worker exits if the core raises (``run_batch``). Faust internals are used only
+through ``stream.compat``.
 """
 
 from __future__ import annotations
@@ -155,13 +158,14 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         await by_did_topic.send(value=value, partition=partition)
 
     alerts = KafkaAlerts(app, s.alerts_topic)
-    # The firing outage, as this worker last heard of it (the overview topic, or its own aggregator).
-    known_outage: dict[str, str | None] = {"fingerprint": None}
+    # The firing outage, as this worker last heard of it (the overview topic, or its own aggregator), and the
+    # one whose alerts it last sent ticks for (see wall_clock_ticks).
+    known_outage: dict[str, outage.OutageRef | None] = {"ref": None, "joined": None}
     counters = {kind: StageCounter(kind, wall_ms) for kind in rules.Kind}
     common: dict[str, Any] = {
         "metrics": metrics,
         "mask": mask,
-        "outage_fingerprint": lambda: known_outage["fingerprint"],
+        "firing_outage": lambda: known_outage["ref"],
         "partitions": s.partitions,
     }
     caller_core = StageCore(
@@ -219,29 +223,30 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
 
     @app.agent(app.topic(s.by_did_topic, s.did_ticks_topic, key_type=str, value_type=bytes))
     async def count_by_did(stream: Any) -> None:
-        """One bundle (or tick) at a time: each DID in a bundle read and written once."""
-        async for ev in stream.events():
-            if ev.message.topic == s.did_ticks_topic:
-                await run_batch(did_core, [Item(key_of(ev), ev)])
-                continue
-            try:
-                entries = bundle.decode(ev.value)
-            except ValueError as exc:
-                metrics.seen("did", "invalid")
-                log.error("skipping an undecodable record on did: %s", exc)
-                continue
-            msg = ev.message
-            await run_batch(
-                did_core,
-                [
+        """Bundles (and ticks) in batches: each DID in a batch read and written once."""
+        async for events in stream.take_events(s.did_batch_records, within=s.batch_wait_ms / 1000):
+            items = []
+            for ev in events:
+                if ev.message.topic == s.did_ticks_topic:
+                    items.append(Item(key_of(ev), ev))
+                    continue
+                try:
+                    entries = bundle.decode(ev.value)
+                except ValueError as exc:
+                    metrics.seen("did", "invalid")
+                    log.error("skipping an undecodable record on did: %s", exc)
+                    continue
+                msg = ev.message
+                items += [
                     Item(e.did, ev, rules.Failure(e.ts, e.rid, e.caller), None, msg.partition, msg.offset)
                     for e in entries
-                ],
-            )
+                ]
+            await run_batch(did_core, items)
 
     def rebuild_index(core: StageCore) -> Any:
         async def _rebuild() -> None:
             core.rebuild_due()
+            known_outage["joined"] = None  # subjects this worker now holds may not have joined a firing outage
 
         return _rebuild
 
@@ -255,6 +260,14 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         if app.rebalancing:
             return
         now = wall_ms()
+        ref = known_outage["ref"]
+        if ref is not None and ref != known_outage["joined"]:
+            # An outage fired: every subject with a firing alert gets a tick, at which the alerts that began
+            # within the outage's window join it (rules.join_outage), so Alertmanager's inhibition mutes them.
+            for core, ticks, _table in cores:
+                for key in list(core.firing):
+                    await ticks.send(key=key, value=b"tick")
+        known_outage["joined"] = ref
         for core, ticks, _table in cores:
             for key in core.take_due(now):
                 await ticks.send(key=key, value=b"tick")
@@ -266,6 +279,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
             core.restart_scan()  # start the next pass over what this worker holds after the rebalance
         for counter in counters.values():
             counter.drop(set())  # read back from the table: another worker may have counted meanwhile
+        known_outage["joined"] = None
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]  # mode's receiver type is too narrow
 
@@ -350,7 +364,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
                     log.info("alert %s %s %s count=%d", a.rule.value, a.status.value, a.severity.value, a.count)
             if agg.outage.doc() != before:
                 outage_table[OVERVIEW_KEY] = agg.dump(with_partials=False)
-            known_outage["fingerprint"] = agg.outage_fingerprint()
+            known_outage["ref"] = agg.outage_ref()
             if raised or now - aggregator["published"] >= s.overview_publish_seconds * 1000:
                 await publish_overview(agg, now)
 
@@ -376,7 +390,12 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
                         except ValidationError:
                             continue
                         if aggregator["agg"] is None:  # the aggregator's own knowledge is fresher
-                            known_outage["fingerprint"] = doc.outage.fingerprint
+                            o = doc.outage
+                            known_outage["ref"] = (
+                                outage.OutageRef.fired_at(o.fingerprint, int(o.firingSince.timestamp() * 1000))
+                                if o.fingerprint is not None and o.firingSince is not None
+                                else None
+                            )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -47,8 +47,12 @@ class StreamSettings(BaseSettings):
     batch_size: int = Field(default=500, ge=1, le=10000)
     """Events the caller stage takes at once: each caller in a batch is read and written once, and the batch
     goes to the DID stage as one record per partition."""
+    did_batch_records: int = Field(default=32, ge=1, le=1000)
+    """Records (bundles of up to 500 entries, or ticks) the DID stage takes at once: each DID in them is read
+    and written once, and their alerts are acknowledged together. A caller batch makes one bundle per DID
+    partition, so the default takes about four caller batches' worth."""
     batch_wait_ms: int = Field(default=20, ge=1, le=5000)
-    """How long the caller stage waits to fill a batch: at low rates, the latency it adds to an alert."""
+    """How long each stage waits to fill a batch: at low rates, the latency it adds to an alert."""
     producer_linger_ms: int = Field(default=10, ge=0, le=1000)
     """How long the worker's producer waits to fill a batch. Every event makes at least three records (the
     caller changelog, the by-DID forward and the DID changelog); at 0 each tends to go out as its own produce

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class StreamMetrics:
@@ -38,6 +38,13 @@ class StreamMetrics:
             "bindwatch_stream_firing_subjects",
             "Subjects with a firing alert on this worker.",
             ["stage"],
+            registry=self.registry,
+        )
+        self.batch = Histogram(
+            "bindwatch_stream_batch_items",
+            "Items (failures and ticks) per batch, by stage: small batches under load mean per-batch costs dominate.",
+            ["stage"],
+            buckets=(1, 5, 20, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
             registry=self.registry,
         )
         self._seen: dict[tuple[str, str], Any] = {}
