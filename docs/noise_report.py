@@ -54,7 +54,7 @@ from stream import bundle
 from stream.config import StreamSettings
 from stream.core import Item, StageCore
 from stream.counting import StageCounter
-from stream.outage import Aggregate, OutagePolicy, Partial
+from stream.outage import Aggregate, OutagePolicy, OutageRef, Partial
 from stream.rules import Failure, Kind, Policy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -320,7 +320,8 @@ class Pipeline:
     policy: Policy
     outage_policy: OutagePolicy
     now: int = 0
-    known: str | None = None
+    known: OutageRef | None = None
+    joined: OutageRef | None = None
     sink: Sink = field(default_factory=Sink)
     forwards: Forwards = field(default_factory=Forwards)
     agg: Aggregate = field(default_factory=Aggregate)
@@ -328,7 +329,7 @@ class Pipeline:
 
     def __post_init__(self) -> None:
         self.counters = {k: StageCounter(k, lambda: self.now) for k in Kind}
-        common: dict[str, Any] = {"outage_fingerprint": lambda: self.known, "partitions": PARTITIONS}
+        common: dict[str, Any] = {"firing_outage": lambda: self.known, "partitions": PARTITIONS}
         self.cores = {
             Kind.CALLER: StageCore(
                 Kind.CALLER,
@@ -381,7 +382,13 @@ class Pipeline:
                 self.agg.merge(Partial.decode(partial.encode()))
                 self.agg.prune(now)
                 self.sink.alerts += self.agg.evaluate(now, self.outage_policy, PARTITIONS)
-                self.known = self.agg.outage_fingerprint()
+                self.known = self.agg.outage_ref()
+        if self.known is not None and self.known != self.joined:
+            # the worker's timer: a tick for every subject with a firing alert, at which the alerts of the
+            # outage's window join it (stream.rules.join_outage)
+            for core in self.cores.values():
+                await core.process([Item(key, None) for key in list(core.firing)])
+        self.joined = self.known
 
 
 def run_pure(sc: Scenario) -> list[Alert]:
@@ -485,8 +492,10 @@ def render(pure_figs: dict[str, Figures], live: dict[str, Any] | None) -> str:
         "  fingerprint (`outage` label = `outageFingerprint`); a `caller_repeat` by the same caller's `pair_repeat` or",
         "  `caller_scan`; a warning by a critical alert of the same fingerprint.",
         "* *Marked* / *unmarked*: per-number alerts firing at the end whose last change carries `outageFingerprint`,",
-        "  or not. The stages stamp the fingerprint of the outage they know of when they emit; an alert emitted before",
-        "  the outage fired keeps no mark (nothing re-emits it when the outage fires).",
+        "  or not. The stages stamp the fingerprint of the outage they know of when they emit, and when they learn of",
+        "  a new outage, the alerts that fired in its 5-minute window before then join it: each is re-sent with the",
+        "  fingerprint at its subject's next tick (`stream.rules.join_outage`; a new `alertId`, counted in *firing",
+        "  emissions*).",
         "* *Fired* counts fingerprints; a scanner's `caller_repeat` fires at its third DID and is handed over to",
         "  `caller_scan` at the fifth (`supersededBy`), so it counts there but not at the end. *Firing emissions*",
         "  adds severity rises (the storm reaching 10x a threshold) to first firings.",
@@ -494,23 +503,21 @@ def render(pure_figs: dict[str, Figures], live: dict[str, Any] | None) -> str:
         "## The outage burst",
         "",
         f"One `binding_outage` fires for the whole burst, and {burst.marked} of its {burst.marked + burst.unmarked}",
-        f"per-number alerts carry its fingerprint, so the inhibition mutes them. The other {burst.unmarked} were",
-        f"emitted by the first {crossing} waves, up to and including the one that took the 5-minute total to the",
-        f"threshold ({floor} failures from at least {callers} callers): no outage was known to the stages yet, and",
-        "nothing marks an alert after it was emitted (its hourly repeat would, if the outage still fired then). So a",
-        f"person is paged for {burst.paged} alerts, not 1: the outage and {burst.unmarked} early `did_hot` and",
-        "`pair_repeat` alerts (Alertmanager groups them by rule and severity into a few notifications, but each stays",
-        "an active alert). **Issue 18's target is not met for the outage burst.** In production it is no better: the",
-        "stages learn of an outage one publish interval (`BINDWATCH_OUTAGE_PUBLISH_SECONDS`, default 5 s) plus the",
-        "overview's round trip after the threshold is crossed, while pushes keep coming. Closing it needs the stages",
-        "to re-emit, with the fingerprint, the per-number alerts already firing for failures inside the outage's",
-        "window when it fires (the console already retires an alert's old label set when it joins an outage), or the",
-        "console to label them; that is work in `stream/` or `console/`, not in this report.",
+        "per-number alerts carry its fingerprint at the end, so the inhibition mutes them: a person is paged for",
+        f"{burst.paged} alert(s) (target 1). The alerts emitted by the first {crossing} waves, up to and including",
+        f"the one that took the 5-minute total to the threshold ({floor} failures from at least {callers} callers),",
+        "went out unmarked, since no outage was known to the stages yet; they joined the outage at the tick after it",
+        "fired (a worker's timer sends a tick for every subject with a firing alert when it learns of a new outage:",
+        "about two `BINDWATCH_TICK_SECONDS` later). Alertmanager mutes them from then on; in its default route an",
+        "alert is first notified 30 s (`group_wait`) after its group formed, so only those that fired more than",
+        "about 30 s before the outage was detected can have been notified once. The difference between *firing",
+        "emissions* and *alerts that fired* in the burst is those joins.",
         "",
         "Live, one race could make a figure differ by the few `did_hot` alerts the DID stage emits in the wave that",
         "crosses the threshold: the DID stage processes that wave's forwards milliseconds after the caller stage",
         "counted it, and if the worker's 1 s partial timer and the aggregator fire in between, those alerts are",
-        "marked live (pure counts them unmarked, as the wave is judged after both stages). " + race,
+        "stamped when emitted live, and pure re-sends them at the join: the figures at the end are the same, only",
+        "*firing emissions* would differ by those few. " + race,
         "",
         "## Settings",
         "",

@@ -117,7 +117,7 @@ class StageCore:
         metrics: StreamMetrics | None = None,
         mask: Callable[[str], str | None] = mask_number,
         counter: StageCounter | None = None,
-        outage_fingerprint: Callable[[], str | None] | None = None,
+        firing_outage: Callable[[], outage.OutageRef | None] | None = None,
         partitions: int = 8,
     ) -> None:
         self.kind = kind
@@ -132,8 +132,9 @@ class StageCore:
         self.partitions = partitions
         """Partitions of the stage's input (a subject's partition is ``bundle.partition_for`` of its key)."""
         """Outage counts of this stage's partitions (``stream.counting``), written before the subjects."""
-        self.outage_fingerprint = outage_fingerprint
-        """The firing outage's fingerprint, stamped on this stage's alerts (``stream.outage.with_outage``)."""
+        self.firing_outage = firing_outage
+        """The firing outage: stamped on this stage's alerts (``stream.outage.with_outage``), and joined by
+        the alerts that fired before it was known, at their subject's next tick (``rules.join_outage``)."""
         self.firing: dict[str, frozenset[str]] = {}
         """The rules firing for each subject of this worker with a firing alert (the overview's counts)."""
         self.due: dict[str, int] = {}
@@ -145,6 +146,8 @@ class StageCore:
     async def process(self, items: Sequence[Item]) -> None:
         """Apply one batch; return once its offsets may be acknowledged (see the module docstring)."""
         now = self.clock()
+        self.metrics.batch.labels(self.kind.value).observe(len(items))
+        ref = self.firing_outage() if self.firing_outage is not None else None
         states: dict[str, SubjectState | None] = {}
         where: dict[str, Any] = {}
         dirty: dict[str, None] = {}  # ordered set of keys to write
@@ -164,6 +167,8 @@ class StageCore:
                     self.due.pop(key, None)
                     continue
                 resolved = rules.tick(state, now, self.policy)
+                if ref is not None:
+                    resolved += rules.join_outage(state, ref.fingerprint, ref.window_start_ms, now, self.policy)
                 alerts += resolved
                 if not state.is_firing() and now - state.last_activity_wall > self._horizon:
                     states[key] = None
@@ -183,8 +188,12 @@ class StageCore:
             if outcome.counted:
                 dirty[key] = None
                 alerts += outcome.alerts
-        if self.outage_fingerprint is not None:
-            alerts = outage.with_outage(alerts, self.outage_fingerprint())
+        if ref is not None:
+            alerts = outage.with_outage(alerts, ref.fingerprint)
+            for key in dirty:
+                changed = states[key]
+                if changed is not None:
+                    rules.note_outage(changed, ref.fingerprint, now)
         # 1. alerts acknowledged
         await self.alerts.send(alerts)
         self._log_alerts(alerts)

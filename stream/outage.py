@@ -530,6 +530,20 @@ def next_due_ms(state: OutageState, policy: OutagePolicy) -> int | None:
     return state.below_since_wall + policy.resolve_s * 1000
 
 
+@dataclass(frozen=True, slots=True)
+class OutageRef:
+    """A firing outage as the workers know it: its fingerprint, and the first event time that belongs to it
+    (the start of the 5-minute window it fired on). Per-number alerts whose episode began at or after that
+    time join it (``stream.rules.join_outage``)."""
+
+    fingerprint: str
+    window_start_ms: int
+
+    @classmethod
+    def fired_at(cls, fingerprint: str, fired_wall_ms: int) -> OutageRef:
+        return cls(fingerprint, (minute_of(fired_wall_ms) - WINDOW_MINUTES + 1) * MINUTE_MS)
+
+
 def with_outage(alerts: Sequence[Alert], outage_fingerprint: str | None) -> list[Alert]:
     """The per-number alerts, each carrying the firing outage's fingerprint (``None``: no outage, unchanged).
 
@@ -750,6 +764,11 @@ class Aggregate:
     def outage_fingerprint(self) -> str | None:
         """What per-number alerts carry as ``outageFingerprint`` now (workers learn it from the overview)."""
         return self.outage.fingerprint() if self.outage.firing else None
+
+    def outage_ref(self) -> OutageRef | None:
+        """The firing outage as the workers use it (``OutageRef``), or None."""
+        o = self.outage
+        return OutageRef.fired_at(o.fingerprint(), o.fired_wall) if o.firing else None
 
     # --- persistence ------------------------------------------------------------------------------------------
     def dump(self, with_partials: bool = True) -> bytes:

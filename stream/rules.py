@@ -102,6 +102,8 @@ class AlertState:
     last_emit_wall: int = 0
     last_activity_wall: int = 0
     last: dict[str, Any] = field(default_factory=dict)  # the last emitted alert's numbers
+    outage: str | None = None
+    """The binding outage this alert was last emitted as part of (its fingerprint), if any."""
 
 
 @dataclass
@@ -181,6 +183,33 @@ def tick(state: SubjectState, now_ms: int, policy: Policy) -> list[Alert]:
             a.last_emit_wall = now_ms
             out.append(_alert(state, a, AlertStatus.RESOLVED, now_ms, spec, **a.last))
     return out
+
+
+def join_outage(state: SubjectState, outage: str, window_start_ms: int, now_ms: int, policy: Policy) -> list[Alert]:
+    """Re-emit, as part of the firing outage ``outage``, each firing alert of the subject whose episode began
+    within the outage's window (first failure at or after ``window_start_ms``, event time) and that was not
+    yet emitted as part of it. Mutates ``state``.
+
+    Why: per-number alerts that fired in the minutes before the outage was detected went out without its
+    fingerprint, so Alertmanager's inhibition could not mute them; the update carries it (the worker stamps
+    every alert of a batch with the firing outage), well within Alertmanager's ``group_wait``. An alert
+    that began before the window (a chronic scanner) is another problem and keeps speaking.
+    """
+    out: list[Alert] = []
+    for a in state.alerts.values():
+        if a.firing and a.outage != outage and a.first_ts >= window_start_ms:
+            a.seq += 1
+            a.last_emit_wall = now_ms
+            a.outage = outage
+            out.append(_alert(state, a, AlertStatus.FIRING, now_ms, _spec(policy, a.rule), **a.last))
+    return out
+
+
+def note_outage(state: SubjectState, outage: str, now_ms: int) -> None:
+    """Record that the alerts of ``state`` emitted at ``now_ms`` went out as part of ``outage``."""
+    for a in state.alerts.values():
+        if a.last_emit_wall == now_ms:
+            a.outage = outage
 
 
 def next_due_ms(state: SubjectState, policy: Policy) -> int | None:

@@ -14,7 +14,8 @@ without parsing the JSON; it is the same in every version so far. Versions:
   severity, seq, first_ts, last_emit_wall, last_activity_wall, last], ...}, "f": floor_ts, "w": wall}``.
 * **1**: ``{"v": 1, "k", "s", "e": {"t": [ts, ...], "r": [rid, ...], "o": [other, ...]}, "a": {key:
   {"r": rule, "o": other, "ep": episode, "on": firing, "sv": severity, "sq": seq, "ft": first_ts,
-  "ew": last_emit_wall, "aw": last_activity_wall, "l": last}}, "f": floor_ts, "w": wall}``.
+  "ew": last_emit_wall, "aw": last_activity_wall, "l": last, "ou": outage (optional, added without a new
+  version: absent = none)}}, "f": floor_ts, "w": wall}``.
   Failures are stored as named columns: smaller and faster to encode and decode than rows.
 
 Changing the format: adding a field with a default that older data lacks needs no new version (read it
@@ -66,6 +67,7 @@ def dump(s: SubjectState) -> bytes:
                 "ew": a.last_emit_wall,
                 "aw": a.last_activity_wall,
                 "l": a.last,
+                **({"ou": a.outage} if a.outage is not None else {}),
             }
             for key, a in s.alerts.items()
         },
@@ -129,7 +131,17 @@ def _load_v1(doc: dict[str, Any]) -> SubjectState:
     state.events = list(map(Failure, ts, rids, others))
     state.alerts = {
         key: AlertState(
-            Rule(a["r"]), a["o"], a["ep"], a["on"], Severity(a["sv"]), a["sq"], a["ft"], a["ew"], a["aw"], a["l"]
+            Rule(a["r"]),
+            a["o"],
+            a["ep"],
+            a["on"],
+            Severity(a["sv"]),
+            a["sq"],
+            a["ft"],
+            a["ew"],
+            a["aw"],
+            a["l"],
+            a.get("ou"),
         )
         for key, a in doc["a"].items()
     }
