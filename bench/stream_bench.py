@@ -36,6 +36,28 @@ def stage_counts(workers: list[procs.Service]) -> dict[str, float]:
     return out
 
 
+def mean_batches(w: procs.Service) -> dict[str, float]:
+    """Mean items per batch by stage, from the worker's ``bindwatch_stream_batch_items`` histogram."""
+    status, body = procs.http_get(w.url("/metrics"), timeout=5)
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for line in body.decode().splitlines() if status == 200 else []:
+        for suffix, into in (("_sum{", sums), ("_count{", counts)):
+            if line.startswith("bindwatch_stream_batch_items" + suffix):
+                labels, _, value = line.partition("} ")
+                into[dict(_LABELS.findall(labels)).get("stage", "")] = float(value)
+    return {stage: round(sums[stage] / counts[stage], 1) for stage in sums if counts.get(stage)}
+
+
+LOG_TROUBLE = ("producer buffer full", "is overlapping")
+
+
+def log_trouble(workers: list[procs.Service]) -> dict[str, int]:
+    """How often the workers' logs show the stalls issue 13 found (buffer-full storms, commit overruns)."""
+    text = "".join(w.log_path.read_text(errors="replace") for w in workers if w.log_path.exists())
+    return {needle: text.count(needle) for needle in LOG_TROUBLE}
+
+
 def crashes(workers: list[procs.Service]) -> list[str]:
     """Faust agents that crashed (the worker process lives on and /readyz still answers 200)."""
     out = []
@@ -107,9 +129,11 @@ def _drain(
         res["worker_us_per_event"] = per_unit_us(cpu["workers"], res["events_per_s"])
         res["broker_us_per_event"] = per_unit_us(cpu.get("broker", 0.0), res["events_per_s"])
         res["rss_mib"] = [round(services.rss_mib(w.pid), 1) for w in ws]
+        res["mean_batch_items"] = [mean_batches(w) for w in ws]
         res["state_mib"] = [round(services.du_mib(Path(w.env["BINDWATCH_DATA_DIR"])), 1) for w in ws]
     res["workers"] = count
     res["agent_crashes"] = crashes(ws)
+    res["log_trouble"] = log_trouble(ws)
     return res, s
 
 
@@ -319,8 +343,10 @@ def stream_profile(ctx: Ctx) -> dict[str, Any]:
         res = _wait_drained([w], n, secs)
         res["cpu_cores"] = cpu = meter.read()
         res["worker_us_per_event"] = per_unit_us(cpu["workers"], res["events_per_s"])
+        res["mean_batch_items"] = mean_batches(w)
         spy.send_signal(2)  # py-spy writes what it sampled on SIGINT
         spy.wait(timeout=60)
     res["agent_crashes"] = crashes([w])
+    res["log_trouble"] = log_trouble([w])
     res["profile"] = {"file": out.name, **(profiling.summarise(out) if out.exists() else {"error": "py-spy failed"})}
     return res
