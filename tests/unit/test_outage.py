@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -645,3 +646,35 @@ def test_settings_build_the_policy() -> None:
     s = StreamSettings(outage_min_failures=10, outage_factor=2.5, outage_min_callers=3, outage_resolve_seconds=60)
     assert s.outage_policy() == OutagePolicy(10, 2.5, 3, 60, s.critical_factor, s.repeat_interval_seconds)
     assert StreamSettings.model_construct().outage_policy() == P
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(
+                st.just("count"),
+                st.integers(0, 90),  # minutes back from now
+                st.sampled_from(["new", "duplicate", "too_late"]),
+                st.lists(st.integers(0, 12 * MINUTE_MS), max_size=3),  # the subject's other failures, ms back
+            ),
+            st.tuples(st.just("dump"), st.just(0), st.just("new"), st.just([])),
+            st.tuples(st.just("prune"), st.integers(0, 30), st.just("new"), st.just([])),
+        ),
+        max_size=60,
+    )
+)
+def test_the_cached_dump_is_byte_for_byte_the_full_encoding(ops: list[tuple[str, int, str, list[int]]]) -> None:
+    """``PartitionCounts.dump`` re-encodes only what changed since the last dump; whatever the order of counts,
+    dumps and prunes, it equals encoding the whole document, and it loads back equal."""
+    now = T0 + 100 * MINUTE_MS
+    c = PartitionCounts(Kind.CALLER, 3, since_ts=T0)
+    for op, back, verdict, others in ops:
+        if op == "count":
+            ts = now - back * MINUTE_MS
+            c.count(ts, verdict, "queryAXB", [ts - o for o in others], now)
+        elif op == "prune":
+            now += back * MINUTE_MS
+            c.prune(now)
+        assert c.dump() == orjson.dumps(c._doc())
+    assert PartitionCounts.load(c.dump()) == c
