@@ -29,11 +29,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from operator import attrgetter
 from typing import Any
 
 from schemas.alerts import Alert, AlertStatus, Rule, Severity
 
 MAX_SAMPLES = 10
+_TS = attrgetter("ts")
 
 
 class Kind(StrEnum):
@@ -114,6 +116,14 @@ class SubjectState:
     alerts: dict[str, AlertState] = field(default_factory=dict)
     floor_ts: int | None = None  # failures at or before this were evicted: refuse them, never recount
     last_activity_wall: int = 0
+    rids: set[str] | None = field(default=None, repr=False, compare=False)
+    """The requestIds of ``events``, built at the first dedup check and kept in step by ``apply`` (not stored):
+    a storm's subject holds up to ``max_events`` failures, and scanning them for every push cost O(n) each."""
+
+    def has_rid(self, rid: str) -> bool:
+        if self.rids is None:
+            self.rids = {f.rid for f in self.events}
+        return rid in self.rids
 
     # --- persistence (one table value; the format and its versions: ``stream.state``) ---------
     def dump(self) -> bytes:
@@ -148,13 +158,15 @@ class Outcome:
 # --- public API ------------------------------------------------------------------------------
 def apply(state: SubjectState, failure: Failure, now_ms: int, policy: Policy) -> Outcome:
     """Add one failure (if new) and return what to emit. Mutates ``state``."""
-    if any(f.rid == failure.rid for f in state.events):
+    if state.has_rid(failure.rid):
         return Outcome(False, "duplicate")
     newest = max(failure.ts, state.events[-1].ts if state.events else failure.ts)
     cutoff = newest - policy.horizon_ms(state.kind)
     if failure.ts < cutoff or (state.floor_ts is not None and failure.ts <= state.floor_ts):
         return Outcome(False, "too_late")
     insort(state.events, failure)
+    if state.rids is not None:
+        state.rids.add(failure.rid)
     _prune(state, cutoff, policy.max_events)
     state.last_activity_wall = now_ms
     if state.kind is Kind.DID:
@@ -416,6 +428,8 @@ def _prune(state: SubjectState, cutoff: int, max_events: int) -> None:
         drop = len(ev) - max_events
         state.floor_ts = max(state.floor_ts or 0, ev[drop - 1].ts)
     if drop:
+        if state.rids is not None:
+            state.rids.difference_update(f.rid for f in ev[:drop])
         del ev[:drop]
 
 
@@ -423,8 +437,19 @@ def _best_window(subset: list[Failure], spec: RuleSpec, new: Failure) -> tuple[i
     """Among windows [s, s+W] that contain ``new`` and start at a failure, the one with most failures
     (most distinct DIDs for caller_scan). Returns (measure, start, failures in it); ties: earliest.
 
-    One sweep with two pointers: O(k log n) for k failures within a window of ``new``.
+    When ``new`` is the newest failure (arrival in order: the common case, and every event of a storm), every
+    window starting within W before it reaches the end, so the earliest start holds the most: one bisection
+    instead of a sweep over the window (a storm's DID holds up to ``max_events`` failures in it).
     """
+    if spec.rule is not Rule.CALLER_SCAN and subset and subset[-1] == new:
+        lo = bisect_left(subset, new.ts - spec.window_ms, key=_TS)
+        return (len(subset) - lo, subset[lo].ts, subset[lo:])
+    return _best_window_scan(subset, spec, new)
+
+
+def _best_window_scan(subset: list[Failure], spec: RuleSpec, new: Failure) -> tuple[int, int, list[Failure]]:
+    """``_best_window`` for any ``new``: one sweep with two pointers, O(k log n) for k failures within a
+    window of ``new``."""
     times = [f.ts for f in subset]
     w = spec.window_ms
     lo = bisect_left(times, new.ts - w)
