@@ -447,6 +447,14 @@ def _best_window(subset: list[Failure], spec: RuleSpec, new: Failure) -> tuple[i
     return _best_window_scan(subset, spec, new)
 
 
+def _measure_bound(subset: list[Failure], spec: RuleSpec, new: Failure) -> int:
+    """An upper bound of ``_best_window``'s measure, in O(log n): a window of length W containing ``new`` lies
+    within [new - W, new + W], and its distinct DIDs are at most its failures. A storm's subject, firing and
+    out of order, no longer sweeps its whole window for every push."""
+    w = spec.window_ms
+    return bisect_right(subset, new.ts + w, key=_TS) - bisect_left(subset, new.ts - w, key=_TS)
+
+
 def _best_window_scan(subset: list[Failure], spec: RuleSpec, new: Failure) -> tuple[int, int, list[Failure]]:
     """``_best_window`` for any ``new``: one sweep with two pointers, O(k log n) for k failures within a
     window of ``new``."""
@@ -490,6 +498,10 @@ def _evaluate(
     a = state.alerts.get(key)
     if a is not None and a.firing:
         a.last_activity_wall = now_ms
+        if now_ms - a.last_emit_wall < policy.repeat_interval_s * 1000 and (
+            a.severity is Severity.CRITICAL or _measure_bound(subset, spec, new) < spec.threshold * spec.critical_factor
+        ):
+            return []  # firing, no repeat due, and no severity rise possible: nothing to emit, no window to find
     measure, start, inside = _best_window(subset, spec, new)
     if measure < spec.threshold:
         return []

@@ -55,3 +55,16 @@ def test_dedup_with_the_rid_set_matches_a_fresh_scan(fs: list[Failure], max_even
         assert kept.rids == {e.rid for e in kept.events}
     assert kept.events == fresh.events
     assert state.dump(kept) == state.dump(fresh)
+
+
+@settings(max_examples=300, deadline=None)
+@given(failures, st.data(), st.sampled_from([P.caller_repeat, P.did_hot, P.pair_repeat, P.caller_scan]))
+def test_the_measure_bound_is_never_below_the_best_window(
+    fs: list[Failure], data: st.DataObject, spec: rules.RuleSpec
+) -> None:
+    """A firing alert skips the window search when even the bound cannot reach a severity rise: sound only
+    if the bound is at least the measure, wherever ``new`` falls (late pushes included)."""
+    subset = sorted(fs)
+    new = data.draw(st.sampled_from(subset))
+    measure, _start, _inside = rules._best_window_scan(subset, spec, new)
+    assert rules._measure_bound(subset, spec, new) >= measure
