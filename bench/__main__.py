@@ -32,6 +32,8 @@ BENCHMARKS: dict[str, Callable[[Ctx], dict[str, Any]]] = {
     "stream_throughput": stream_bench.stream_throughput,
     "stream_state": stream_bench.stream_state,
     "stream_outage_cost": stream_bench.stream_outage_cost,
+    "stream_restore": stream_bench.stream_restore,
+    "stream_failover": stream_bench.stream_failover,
     "stream_scaling": stream_bench.stream_scaling,
     "outage_counting": outage_bench.outage_counting,
 }
