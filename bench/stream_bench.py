@@ -299,7 +299,7 @@ def stream_restore(ctx: Ctx) -> dict[str, Any]:
 async def _answers(urls: dict[str, str]) -> dict[str, int | None]:
     """``retainedFailures`` of each caller (None when the worker does not answer 200)."""
     out: dict[str, int | None] = {}
-    sem = asyncio.Semaphore(16)
+    sem = asyncio.Semaphore(32)
     async with httpx.AsyncClient(timeout=5) as client:
 
         async def one(caller: str, url: str) -> None:
@@ -358,10 +358,11 @@ def _one_failover(
         deadline = t0 + 120 + n / 1000
         wrong_seen = False
         t_unready = t_ready = t_exact = None
-        polls = 0
+        polls: list[float] = []
         while time.monotonic() < deadline:
+            t_poll = time.monotonic()
             got = asyncio.run(_answers(urls))
-            polls += 1
+            polls.append(time.monotonic() - t_poll)
             now = time.monotonic() - t0
             status, _ = procs.http_get(survivor.url("/readyz"), timeout=5)
             if status != 200 and t_unready is None:
@@ -380,7 +381,8 @@ def _one_failover(
             "seconds_to_rebalance_seen": None if t_unready is None else round(t_unready, 1),
             "seconds_to_ready": None if t_ready is None else round(t_ready, 1),
             "seconds_to_exact_counts": None if t_exact is None else round(t_exact, 1),
-            "polls": polls,
+            "polls": len(polls),
+            "poll_seconds_median": round(sorted(polls)[len(polls) // 2], 2) if polls else None,
             "survivor_rss_mib": round(services.rss_mib(survivor.pid), 1),
         }
     out["changelog"] = asyncio.run(_changelog_census(ctx.bootstrap, s))
@@ -388,6 +390,8 @@ def _one_failover(
     return out
 
 
+FAILOVER_SAMPLE = 100
+"""Callers queried per poll (a poll must stay short on a loaded machine: it sets the resolution)."""
 FAILOVER_SESSION_TIMEOUT = 10
 """A SIGKILLed worker leaves the group only when its session times out: the floor of any failover time."""
 
@@ -405,7 +409,7 @@ def stream_failover(ctx: Ctx) -> dict[str, Any]:
     records = list(workload.backlog(n, run))
     counts = Counter(r[0].decode() for r in records)
     kafka_io.produce(ctx.bootstrap, sb.events_topic, records)
-    sample = _failover_sample(counts, 200)
+    sample = _failover_sample(counts, FAILOVER_SAMPLE)
     today = _one_failover(ctx, sb.events_topic, n, counts, sample, 0, bulk=False)
     without = _one_failover(ctx, sb.events_topic, n, counts, sample, 0, bulk=True)
     with_standby = _one_failover(ctx, sb.events_topic, n, counts, sample, 1, bulk=True)
