@@ -33,6 +33,8 @@ BENCHMARKS: dict[str, Callable[[Ctx], dict[str, Any]]] = {
     "stream_state": stream_bench.stream_state,
     "stream_outage_cost": stream_bench.stream_outage_cost,
     "stream_storm": stream_bench.stream_storm,
+    "stream_restore": stream_bench.stream_restore,
+    "stream_failover": stream_bench.stream_failover,
     "stream_scaling": stream_bench.stream_scaling,
     "stream_profile": stream_bench.stream_profile,
     "outage_counting": outage_bench.outage_counting,

@@ -8,14 +8,18 @@ import asyncio
 import re
 import shutil
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench import kafka_io, peer, profiling, services, workload
 from bench.context import Ctx, per_unit_us
+from stream.compat import changelog_topic_name
 from stream.config import StreamSettings
+from stream.counting import OUTAGE_TABLE
 from tests.support import kafka, procs
 
 _LABELS = re.compile(r'(\w+)="([^"]*)"')
@@ -258,6 +262,228 @@ def stream_state(ctx: Ctx) -> dict[str, Any]:
         finally:
             w.stop()
     return out
+
+
+# --- cold restore: Faust's record-by-record recovery against the bulk restore (issue 17) ----------------------
+async def _changelog_census(bootstrap: str, s: StreamSettings) -> dict[str, int]:
+    """Records and bytes (key + value) on the tables' changelogs: what a cold restore reads."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, fetch_max_bytes=64 * 1024 * 1024
+    )
+    await asyncio.wait_for(consumer.start(), 30)
+    records = size = 0
+    try:
+        tps = [
+            TopicPartition(changelog_topic_name(s.app_id, t), p)
+            for t, parts in (("callers", s.partitions), ("dids", s.partitions), (OUTAGE_TABLE, 1))
+            for p in range(parts)
+        ]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        left = {tp for tp in tps if ends[tp] > 0}
+        while left:
+            for recs in (await consumer.getmany(*left, timeout_ms=1000, max_records=50_000)).values():
+                records += len(recs)
+                size += sum(len(r.key or b"") + len(r.value or b"") for r in recs)
+            left = {tp for tp in left if await consumer.position(tp) < ends[tp]}
+    finally:
+        await asyncio.wait_for(consumer.stop(), 30)
+    return {"records": records, "bytes": size}
+
+
+def _cold_start(ctx: Ctx, s: StreamSettings, name: str, extra: dict[str, str], timeout: float) -> dict[str, Any]:
+    """Start a worker of app ``s`` on an empty data dir; seconds until /readyz 200 and its CPU meanwhile."""
+    [w] = _workers(ctx, s, 1, name, extra)
+    shutil.rmtree(Path(w.env["BINDWATCH_DATA_DIR"]), ignore_errors=True)
+    t0 = time.monotonic()
+    try:
+        w.start(timeout=timeout)
+        secs = time.monotonic() - t0
+        cpu = services.cpu_seconds(w.pid)
+        return {
+            "seconds_to_ready": round(secs, 1),
+            "worker_cpu_seconds": round(cpu, 1),
+            "rss_mib": round(services.rss_mib(w.pid), 1),
+        }
+    finally:
+        w.stop()
+        shutil.rmtree(Path(w.env["BINDWATCH_DATA_DIR"]), ignore_errors=True)
+
+
+def stream_restore(ctx: Ctx) -> dict[str, Any]:
+    """Cold restore (data dir deleted) of the same changelogs, alternately by Faust's record-by-record recovery
+    (the **baseline**, ``BINDWATCH_BULK_RESTORE_SECONDS=0``) and by the bulk restore (the default), in the same
+    run; ``rounds`` pairs (quick 1). Records/s counts every changelog record read."""
+    drained = ctx.shared.get("drained")
+    if drained is None:  # run on its own: make the state first
+        n = int(ctx.shared.get("events") or ctx.pick(1_000_000, 100_000))
+        topic, _ = _backlog(ctx, n)
+        one, s1 = _drain(ctx, topic, n, 1)
+        drained = {"settings": s1, "n": n, "rss_mib": one["rss_mib"][0], "state_mib": one["state_mib"][0]}
+    s: StreamSettings = drained["settings"]
+    census = asyncio.run(_changelog_census(ctx.bootstrap, s))
+    timeout = 120 + census["records"] / 1000  # Faust's path at a tenth of today's rate still fits
+    runs: dict[str, list[dict[str, Any]]] = {"faust": [], "bulk": []}
+    for r in range(ctx.pick(2, 1)):
+        for how, seconds in (("faust", "0"), ("bulk", "60")):
+            res = _cold_start(ctx, s, f"restore-{how}-{r}", {"BINDWATCH_BULK_RESTORE_SECONDS": seconds}, timeout)
+            res["records_per_s"] = round(census["records"] / res["seconds_to_ready"])
+            res["cpu_us_per_record"] = round(res["worker_cpu_seconds"] * 1e6 / census["records"], 1)
+            runs[how].append(res)
+    best = {how: min(rs, key=lambda x: x["seconds_to_ready"]) for how, rs in runs.items()}
+    return {
+        "events": drained["n"],
+        "distinct_callers": workload.BacklogShape(drained["n"]).distinct_callers(),
+        "changelog": census,
+        "runs": runs,
+        "speedup": round(best["faust"]["seconds_to_ready"] / best["bulk"]["seconds_to_ready"], 2),
+        "cpu_ratio": round(best["faust"]["worker_cpu_seconds"] / max(best["bulk"]["worker_cpu_seconds"], 0.1), 2),
+    }
+
+
+# --- worker failover with and without standby replicas (issue 17) ---------------------------------------------
+async def _answers(urls: dict[str, str]) -> dict[str, int | None]:
+    """``retainedFailures`` of each caller (None when the worker does not answer 200)."""
+    out: dict[str, int | None] = {}
+    sem = asyncio.Semaphore(32)
+    async with httpx.AsyncClient(timeout=5) as client:
+
+        async def one(caller: str, url: str) -> None:
+            async with sem:
+                try:
+                    r = await client.get(url)
+                    out[caller] = r.json().get("retainedFailures") if r.status_code == 200 else None
+                except httpx.HTTPError:
+                    out[caller] = None
+
+        await asyncio.gather(*(one(c, u) for c, u in urls.items()))
+    return out
+
+
+def _failover_sample(counts: Counter[str], size: int) -> list[str]:
+    """Callers spread over the backlog (so over every partition): mostly once-seen, a tenth repeat callers."""
+    repeat = sorted(c for c, k in counts.items() if k > 1)
+    once = sorted(c for c, k in counts.items() if k == 1)
+    n_rep = min(len(repeat), size // 10)
+    picks = repeat[:: max(1, len(repeat) // max(n_rep, 1))][:n_rep]
+    picks += once[:: max(1, len(once) // (size - n_rep))][: size - n_rep]
+    return picks
+
+
+def _one_failover(
+    ctx: Ctx, topic: str, n: int, counts: Counter[str], sample: list[str], standbys: int, bulk: bool
+) -> dict[str, Any]:
+    label = f"sb{standbys}{'' if bulk else '-nobulk'}"
+    s = kafka_io.stream_settings(ctx.bootstrap, kafka_io.tag(f"fo{label}"), topic)
+    kafka_io.setup(s)
+    extra = {
+        "BINDWATCH_STANDBY_REPLICAS": str(standbys),
+        "BINDWATCH_SESSION_TIMEOUT_SECONDS": str(FAILOVER_SESSION_TIMEOUT),
+        "BINDWATCH_BULK_RESTORE_SECONDS": "60" if bulk else "0",
+    }
+    survivor, victim = ws = _workers(ctx, s, 2, f"failover-{label}", extra)
+    out: dict[str, Any] = {"standby_replicas": standbys, "bulk_restore": bulk}
+    with procs.running(*ws, timeout=180):
+        meter = ctx.meter(survivor=survivor, victim=victim)
+        drain = _wait_drained(ws, n, _drain_timeout(n))
+        cpu = meter.read()
+        out["drain"] = {k: drain[k] for k in ("complete", "seconds", "events_per_s")}
+        out["drain"]["cpu_cores"] = cpu
+        out["drain"]["worker_us_per_event"] = per_unit_us(cpu["survivor"] + cpu["victim"], drain["events_per_s"])
+        out["drain"]["broker_us_per_event"] = per_unit_us(cpu.get("broker", 0.0), drain["events_per_s"])
+        time.sleep(5)  # let the standbys read the last changelog records
+        out["rss_mib"] = [round(services.rss_mib(w.pid), 1) for w in ws]
+        out["state_mib"] = [round(services.du_mib(Path(w.env["BINDWATCH_DATA_DIR"])), 1) for w in ws]
+        urls = {c: survivor.url(f"/v1/callers/{c}") for c in sample}
+        before = asyncio.run(_answers(urls))
+        out["sample"] = len(sample)
+        out["before_kill_equal_to_sent"] = sum(before[c] == counts[c] for c in sample)
+        victim.kill()  # SIGKILL: a node lost; then its disk
+        t0 = time.monotonic()
+        shutil.rmtree(Path(victim.env["BINDWATCH_DATA_DIR"]), ignore_errors=True)
+        deadline = t0 + 120 + n / 1000
+        wrong_seen = False
+        t_unready = t_ready = t_exact = None
+        polls: list[float] = []
+        while time.monotonic() < deadline:
+            t_poll = time.monotonic()
+            got = asyncio.run(_answers(urls))
+            polls.append(time.monotonic() - t_poll)
+            now = time.monotonic() - t0
+            status, _ = procs.http_get(survivor.url("/readyz"), timeout=5)
+            if status != 200 and t_unready is None:
+                t_unready = now
+            if status == 200 and t_unready is not None and t_ready is None:
+                t_ready = now
+            exact = all(got[c] == before[c] for c in sample)
+            if not exact:
+                wrong_seen = True
+            elif wrong_seen and t_ready is not None:
+                t_exact = now
+                break
+            time.sleep(0.2)
+        out["failover"] = {
+            "session_timeout_s": FAILOVER_SESSION_TIMEOUT,
+            "seconds_to_rebalance_seen": None if t_unready is None else round(t_unready, 1),
+            "seconds_to_ready": None if t_ready is None else round(t_ready, 1),
+            "seconds_to_exact_counts": None if t_exact is None else round(t_exact, 1),
+            "polls": len(polls),
+            "poll_seconds_median": round(sorted(polls)[len(polls) // 2], 2) if polls else None,
+            "survivor_rss_mib": round(services.rss_mib(survivor.pid), 1),
+        }
+    out["changelog"] = asyncio.run(_changelog_census(ctx.bootstrap, s))
+    out["agent_crashes"] = crashes(ws)
+    return out
+
+
+FAILOVER_SAMPLE = 100
+"""Callers queried per poll (a poll must stay short on a loaded machine: it sets the resolution)."""
+FAILOVER_SESSION_TIMEOUT = 10
+"""A SIGKILLed worker leaves the group only when its session times out: the floor of any failover time."""
+
+
+def stream_failover(ctx: Ctx) -> dict[str, Any]:
+    """Two workers on N events' state; one SIGKILLed and its data dir deleted; seconds until the survivor
+    answers a sample of callers from every partition with the counts they had before, with
+    ``BINDWATCH_STANDBY_REPLICAS=1`` and (the baseline: a full restore of the moved partitions) 0, in the same
+    run (and, for reference, with 0 and Faust's record-by-record restore, ``BINDWATCH_BULK_RESTORE_SECONDS=0``);
+    and what the standbys cost (CPU, RSS, state on disk, the changelog bytes each standby reads)."""
+    n = int(ctx.shared.get("events") or ctx.pick(1_000_000, 100_000))
+    run = kafka_io.tag("backlog")
+    sb = kafka_io.stream_settings(ctx.bootstrap, run)
+    kafka_io.setup(sb)
+    records = list(workload.backlog(n, run))
+    counts = Counter(r[0].decode() for r in records)
+    kafka_io.produce(ctx.bootstrap, sb.events_topic, records)
+    sample = _failover_sample(counts, FAILOVER_SAMPLE)
+    today = _one_failover(ctx, sb.events_topic, n, counts, sample, 0, bulk=False)
+    without = _one_failover(ctx, sb.events_topic, n, counts, sample, 0, bulk=True)
+    with_standby = _one_failover(ctx, sb.events_topic, n, counts, sample, 1, bulk=True)
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 2) if a and b else None
+
+    return {
+        "events": n,
+        "without_standby_faust_restore": today,
+        "without_standby": without,
+        "with_standby": with_standby,
+        "failover_speedup": ratio(
+            without["failover"]["seconds_to_exact_counts"], with_standby["failover"]["seconds_to_exact_counts"]
+        ),
+        "cost": {
+            "cpu_per_event": ratio(
+                with_standby["drain"]["worker_us_per_event"], without["drain"]["worker_us_per_event"]
+            ),
+            "rss": ratio(sum(with_standby["rss_mib"]), sum(without["rss_mib"])),
+            "state_on_disk": ratio(sum(with_standby["state_mib"]), sum(without["state_mib"])),
+            "broker_us_per_event": ratio(
+                with_standby["drain"]["broker_us_per_event"], without["drain"]["broker_us_per_event"]
+            ),
+            "extra_broker_egress_bytes": with_standby["changelog"]["bytes"],
+        },
+    }
 
 
 # --- processed rate against offered rate --------------------------------------------------------------------

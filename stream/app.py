@@ -37,6 +37,7 @@ from stream.config import StreamSettings, get_settings
 from stream.core import BundleForwarder, Item, StageCore
 from stream.counting import OUTAGE_TABLE, StageCounter
 from stream.metrics import StreamMetrics
+from stream.restore import BulkRestore
 
 compat.apply_fixes()
 
@@ -138,6 +139,8 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         logging_config=logs.logging_config(s),  # JSON lines at BINDWATCH_LOG_LEVEL: see stream.logs
     )
     app.bindwatch_metrics = metrics  # type: ignore[attr-defined]
+    if s.bulk_restore_seconds > 0 and s.store.startswith("rocksdb"):
+        compat.use_bulk_restore(app, BulkRestore(s.kafka_bootstrap_servers, s.bulk_restore_seconds))
 
     def topic(name: str, **kw: Any) -> Any:
         return app.topic(name, key_type=str, value_type=bytes, partitions=s.partitions, **kw)

@@ -20,6 +20,10 @@ the Kafka producer (whose own flush then waits for the broker's acknowledgement)
 full`` and stops taking records until 100 were sent. One batch writes up to ``batch_size`` (500) subjects,
 so every batch crossed it: a warning per batch and a stall on every one (issue 13 counted 1,505 in one
 drain). ``BUFFER_MAX_MESSAGES`` leaves room for a few batches; beyond that the back-pressure still works.
+
+The hook (``apply_fixes`` too, active only for an app given a ``BulkRestore`` by ``use_bulk_restore``):
+``Recovery._build_offsets`` is followed by ``stream.restore.BulkRestore.load``, which restores the active
+changelog partitions in bulk before Faust's record-by-record recovery starts (see ``stream.restore``).
 """
 
 from __future__ import annotations
@@ -29,11 +33,16 @@ import weakref
 from typing import Any
 
 from faust.streams import _current_event
+from faust.tables.recovery import Recovery
 from faust.transport.producer import ProducerBuffer
+
+from stream.restore import BulkRestore
 
 _PATCHED = "_bindwatch_drains"
 BUFFER_MAX_MESSAGES = 5000
 """Table writes the producer buffer holds before the conductor waits for it (``ProducerBuffer.max_messages``)."""
+_RESTORE_PATCHED = "_bindwatch_bulk_restore"
+_RESTORE_ATTR = "bindwatch_bulk_restore"
 
 
 def use_event(ev: Any) -> None:
@@ -105,9 +114,39 @@ async def drain(self: Any) -> None:
             continue  # still sending (slow broker or busy loop): keep waiting, never drop
 
 
+def use_bulk_restore(app: Any, restore: BulkRestore | None) -> None:
+    """Make ``app``'s table recovery start with ``restore`` (``stream.restore``); None: Faust's own only."""
+    setattr(app, _RESTORE_ATTR, restore)
+
+
+async def _build_offsets_then_bulk_restore(self: Any, consumer: Any, tps: Any, destination: Any, title: str) -> None:
+    """``Recovery._build_offsets``, then (active partitions, when the app asked for it) the bulk restore.
+
+    Why here: in ``Recovery._restart_recovery`` (faust-streaming 0.15.3) this step comes after the active
+    high-water marks are built (``active_highwaters``) and before Faust seeks its consumer to the start
+    offsets it leaves in ``destination`` (``active_offsets``), which the bulk restore advances; the step is
+    cancelled if another rebalance starts (``signal_recovery_start``, also checked between batches). Faust
+    bounds each step with ``broker_request_timeout`` and treats a timeout as a stop, so the restore's own
+    budget must stay well below it (``StreamSettings.bulk_restore_seconds``). Uses the private
+    ``_build_offsets``, ``active_highwaters``, ``tp_to_table`` and ``signal_recovery_start``.
+    """
+    await _ORIGINAL_BUILD_OFFSETS(self, consumer, tps, destination, title)
+    restore: BulkRestore | None = getattr(self.app, _RESTORE_ATTR, None)
+    if restore is None or title != "active" or not tps:
+        return
+    highwaters = {tp: self.active_highwaters.get(tp) for tp in tps}
+    await restore.load(destination, highwaters, self.tp_to_table, self.signal_recovery_start)
+
+
+_ORIGINAL_BUILD_OFFSETS = Recovery._build_offsets
+
+
 def apply_fixes() -> None:
     """Install the patches above (idempotent)."""
     if not getattr(ProducerBuffer, _PATCHED, False):
         ProducerBuffer.flush = drain  # type: ignore[method-assign]
         setattr(ProducerBuffer, _PATCHED, True)
     ProducerBuffer.max_messages = BUFFER_MAX_MESSAGES
+    if not getattr(Recovery, _RESTORE_PATCHED, False):
+        Recovery._build_offsets = _build_offsets_then_bulk_restore  # type: ignore[method-assign]
+        setattr(Recovery, _RESTORE_PATCHED, True)

@@ -35,6 +35,7 @@ from stream import bundle, outage, rules
 from stream.counting import StageCounter, counts_key, is_reserved, where_reader
 from stream.metrics import StreamMetrics
 from stream.rules import Failure, Kind, Policy, SubjectState
+from stream.state import event_times
 
 log = logging.getLogger("bindwatch.stream")
 
@@ -259,13 +260,14 @@ class StageCore:
         else:
             self.firing.pop(key, None)
 
-    def _rebuild_top(self, key: str, state: SubjectState, now: int) -> None:
-        """Feed a recovered subject's recent failures to its partition's top 10 (kept in memory only)."""
+    def _rebuild_top(self, key: str, times: list[int], now: int) -> None:
+        """Feed a recovered subject's recent failures (their times) to its partition's top 10 (kept in memory
+        only)."""
         assert self.counter is not None
         top = self.counter.top(bundle.partition_for(key, self.partitions))
         top.advance(now)
-        for f in state.events:
-            top.add(key, f.ts)
+        for ts in times:
+            top.add(key, ts)
 
     def firing_counts(self, partitions: int) -> dict[int, dict[str, int]]:
         """Firing alerts per rule, per partition (a subject's partition: ``bundle.partition_for`` of its key,
@@ -305,7 +307,7 @@ class StageCore:
                 continue
             firing, last = rules.peek(value)
             if self.counter is not None and last >= recent:  # active lately: its failures feed the top 10
-                self._rebuild_top(key, SubjectState.load(value), now)
+                self._rebuild_top(key, event_times(value), now)
             if firing:
                 self.due[key] = last + resolve_min
                 self._note_firing(key, SubjectState.load(value))

@@ -78,6 +78,34 @@ def dump(s: SubjectState) -> bytes:
     return flag + b"%013d" % s.last_activity_wall + orjson.dumps(doc)
 
 
+_V1_HEAD = b'{"v":1,'
+_V1_TIMES = b',"e":{"t":['
+
+
+def event_times(data: bytes) -> list[int]:
+    """The occurrence times (ms) of the failures a stored value retains, oldest first, without decoding the
+    rest of it: after a restore the worker reads them from every recently active subject to rebuild its
+    partitions' top 10 (``stream.core.StageCore.rebuild_due``), and a full ``load`` of each value was the
+    larger part of that pass (5 s of a 200,000-event restore on the bench).
+
+    Version 1 writes its fields in a fixed order (``dump``: "v", "k", "s", then "e" starting with the "t"
+    column of integers); a JSON string cannot hold an unescaped quote, so the first ``,"e":{"t":[`` is that
+    column. Any other version, or a value not in that shape, is loaded in full.
+    """
+    body = data[PREFIX:]
+    if data[:1] in (b"F", b"Q") and body.startswith(_V1_HEAD):
+        start = body.find(_V1_TIMES)
+        end = body.find(b"]", start)
+        if start > 0 and end > start:
+            try:
+                times = orjson.loads(body[start + len(_V1_TIMES) - 1 : end + 1])
+            except orjson.JSONDecodeError:
+                times = None
+            if isinstance(times, list) and all(type(t) is int for t in times):
+                return times
+    return [f.ts for f in load(data).events]
+
+
 def version_of(data: bytes) -> int:
     """The format version of a stored value (parses it)."""
     return _version(_doc(data))

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import gc
+import inspect
 import types
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -193,3 +195,53 @@ def test_the_conductor_waits_only_beyond_the_raised_limit(size: int, flushes: in
     buf = CountingBuffer(size)
     asyncio.run(buf.wait_until_ebb())
     assert buf.flushes == flushes
+
+
+class RecordingRestore:
+    """Stands for ``stream.restore.BulkRestore``: records what the recovery hook hands it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[dict[Any, Any], dict[Any, Any], dict[Any, Any], bool]] = []
+
+    async def load(self, offsets: Any, highwaters: Any, tables: Any, stop: asyncio.Event) -> None:
+        self.calls.append((dict(offsets), dict(highwaters), dict(tables), stop.is_set()))
+        for tp, hw in highwaters.items():
+            offsets[tp] = hw  # what a complete load leaves
+
+
+class EarliestConsumer:
+    async def earliest_offsets(self, *tps: Any) -> dict[Any, int]:
+        return dict.fromkeys(tps, 0)
+
+
+def test_bulk_restore_runs_after_faust_builds_the_active_offsets(app: faust.App) -> None:
+    """The hook needs ``Recovery._build_offsets(consumer, tps, destination, title)``, the Recovery's
+    ``active_highwaters``, ``tp_to_table`` and ``signal_recovery_start``, and the order of the steps of
+    ``_restart_recovery``: active high-water marks, then active offsets, then the seek to them."""
+    from faust.tables.recovery import Recovery
+    from faust.types import TP
+
+    assert Recovery._build_offsets is compat._build_offsets_then_bulk_restore
+    src = inspect.getsource(Recovery._restart_recovery.fun)  # a mode ServiceTask
+    hw = src.index("_build_highwaters)(\n                        consumer, assigned_active_tps, active_highwaters")
+    offs = src.index("_build_offsets)(\n                        consumer, assigned_active_tps, active_offsets")
+    seek = src.index("_seek_offsets)(\n                        consumer, assigned_active_tps, active_offsets")
+    assert hw < offs < seek
+    recovery = app.tables.recovery  # type: ignore[attr-defined]
+    table = app.Table("t", key_type=str, value_type=bytes, partitions=2)
+    tp = TP("compat-test-t-changelog", 1)
+    recovery.tp_to_table[tp] = table
+    recovery.active_highwaters[tp] = 41
+    restore = RecordingRestore()
+
+    def build(title: str) -> Any:
+        destination: Any = Counter({tp: None})
+        asyncio.run(recovery._build_offsets(EarliestConsumer(), {tp}, destination, title))
+        return destination
+
+    assert build("active") == {tp: -1} and not restore.calls  # no restore given: Faust's own offsets only
+    compat.use_bulk_restore(app, restore)  # type: ignore[arg-type]
+    assert build("standby") == {tp: -1} and not restore.calls  # standbys are left to Faust
+    assert build("active") == {tp: 41}  # Faust's seek starts after what the restore applied
+    assert restore.calls == [({tp: -1}, {tp: 41}, {tp: table}, False)]
+    assert isinstance(recovery.signal_recovery_start, asyncio.Event)

@@ -126,3 +126,29 @@ def test_v1_is_smaller_than_v0_for_a_storm() -> None:
     s.events = [Failure(1_774_782_000_000 + i, f"1640920940635{i:06d}", f"86139{i:06d}") for i in range(2000)]
     s.alerts["did_hot"] = AlertState(Rule.DID_HOT, None, 1, True, Severity.CRITICAL, 1, 1, 1, 1, {})
     assert len(s.dump()) < len(dump_v0(s))
+
+
+@pytest.mark.parametrize(("version", "name"), GOLDEN, ids=[f"v{v}-{n}" for v, n in GOLDEN])
+def test_event_times_of_a_golden_value_are_those_of_its_state(version: int, name: str) -> None:
+    data, expected = golden(version, name)
+    assert state.event_times(data) == [f.ts for f in expected.events]
+
+
+@settings(max_examples=150, deadline=None)
+@given(states)
+def test_event_times_read_without_decoding_equal_a_full_load(s: SubjectState) -> None:
+    for data in (s.dump(), dump_v0(s)):
+        assert state.event_times(data) == [f.ts for f in SubjectState.load(data).events]
+
+
+def test_event_times_of_a_subject_that_looks_like_the_marker() -> None:
+    s = SubjectState(
+        Kind.CALLER, '1,"e":{"t":[7]'
+    )  # not a number, yet a key is a string: the reader must not be fooled
+    s.events = [Failure(5, "r1", "x"), Failure(9, "r2", "y")]
+    assert state.event_times(s.dump()) == [5, 9]
+
+
+def test_event_times_refuses_a_damaged_value_like_load() -> None:
+    with pytest.raises(StateFormatError):
+        state.event_times(b"Q0000000000000" + b'{"v":1,"k":"caller"')
