@@ -368,8 +368,51 @@ def worker_problems(ct: Container, objs: list[dict[str, Any]]) -> list[str]:
     mounts = {m["mountPath"].rstrip("/"): m["name"] for m in ct.spec.get("volumeMounts", [])}
     if mounts.get(str(s.data_dir).rstrip("/")) not in claims:
         problems.append(f"{ct.where}: BINDWATCH_DATA_DIR {s.data_dir} is not a volumeClaimTemplate mount")
-    if int(w.obj["spec"].get("replicas", 1)) > s.partitions:
+    replicas = int(w.obj["spec"].get("replicas", 1))
+    if replicas > s.partitions:
         problems.append(f"{w.where}: {w.obj['spec']['replicas']} replicas but only {s.partitions} partitions")
+    return problems + failover_problems(ct, objs, replicas)
+
+
+def failover_problems(ct: Container, objs: list[dict[str, Any]], replicas: int) -> list[str]:
+    """What losing a broker or a worker needs (docs/deployment.md, "Production settings"): writes on at least two
+    replicas yet possible with one broker down, one static member id per pod, standbys that have a worker to live
+    on, and a disruption budget that never evicts a partition's active and standby copies together."""
+    w, s = ct.workload, ct.settings
+    problems = []
+    rf, isr = s.replication_factor, s.min_isr()
+    if rf >= 3 and isr < 2:
+        problems.append(f"{ct.where}: min.insync.replicas {isr} with replication factor {rf}: a write on 1 replica")
+    if rf > 1 and isr >= rf:
+        problems.append(
+            f"{ct.where}: min.insync.replicas {isr} = replication factor {rf}: one broker down refuses writes"
+        )
+    # An env entry of the container: Kubernetes expands $(POD_NAME) there, never in a ConfigMap's values.
+    gid = str(ct.env.raw.get("BINDWATCH_GROUP_INSTANCE_ID", {}).get("value", ""))
+    if "$(POD_NAME)" not in gid:
+        problems.append(
+            f"{ct.where}: BINDWATCH_GROUP_INSTANCE_ID must be built from $(POD_NAME) (static membership, one id "
+            f"per pod; members sharing an id fence each other), not {gid!r}"
+        )
+    if s.standby_replicas and s.standby_replicas >= replicas:
+        problems.append(
+            f"{w.where}: BINDWATCH_STANDBY_REPLICAS={s.standby_replicas} needs more than {replicas} workers"
+        )
+    budgets = [
+        b
+        for b in by_kind(objs, "PodDisruptionBudget").values()
+        if selects(b["spec"].get("selector", {}).get("matchLabels", {}), w.labels)
+    ]
+    if not budgets:
+        problems.append(f"{w.where}: no PodDisruptionBudget covers the workers")
+    for b in budgets:
+        most = b["spec"].get("maxUnavailable")
+        if not isinstance(most, int) or most > max(1, s.standby_replicas):
+            problems.append(
+                f"PodDisruptionBudget/{b['metadata']['name']}: maxUnavailable {most!r}; at most "
+                f"{max(1, s.standby_replicas)} worker(s) may be evicted at once (BINDWATCH_STANDBY_REPLICAS="
+                f"{s.standby_replicas})"
+            )
     return problems
 
 

@@ -328,6 +328,44 @@ K8S_BREAKS: dict[str, tuple[str, Callable[[Objs], object], str]] = {
         lambda o: obj(o, "NetworkPolicy", "bindwatch-console")["spec"]["ingress"][0]["ports"][0].update(port=8080),
         "no NetworkPolicy lets anything reach port 8081",
     ),
+    "writes acknowledged by one replica of three": (
+        "prod",
+        lambda o: obj(o, "ConfigMap", "bindwatch-stream")["data"].update(BINDWATCH_MIN_INSYNC_REPLICAS="1"),
+        "min.insync.replicas 1 with replication factor 3",
+    ),
+    "writes refused while one broker is down": (
+        "prod",
+        lambda o: obj(o, "ConfigMap", "bindwatch-stream")["data"].update(BINDWATCH_MIN_INSYNC_REPLICAS="3"),
+        "one broker down refuses writes",
+    ),
+    "every worker pod under one static member id": (
+        "prod",
+        lambda o: env_entry(worker(o), "BINDWATCH_GROUP_INSTANCE_ID").update(value="bindwatch-stream"),
+        "BINDWATCH_GROUP_INSTANCE_ID must be built from $(POD_NAME)",
+    ),
+    "static member id from the ConfigMap, where $(POD_NAME) is not expanded": (
+        "prod",
+        lambda o: (
+            worker(o)["env"].remove(env_entry(worker(o), "BINDWATCH_GROUP_INSTANCE_ID")),
+            obj(o, "ConfigMap", "bindwatch-stream")["data"].update(BINDWATCH_GROUP_INSTANCE_ID="$(POD_NAME)"),
+        ),
+        "BINDWATCH_GROUP_INSTANCE_ID must be built from $(POD_NAME)",
+    ),
+    "a standby with no other worker to live on": (
+        "dev",
+        lambda o: obj(o, "ConfigMap", "bindwatch-stream")["data"].update(BINDWATCH_STANDBY_REPLICAS="1"),
+        "BINDWATCH_STANDBY_REPLICAS=1 needs more than 1 workers",
+    ),
+    "disruption budget evicting a partition's active and standby together": (
+        "prod",
+        lambda o: obj(o, "PodDisruptionBudget", "bindwatch-stream")["spec"].update(maxUnavailable=2),
+        "maxUnavailable 2; at most 1 worker(s) may be evicted at once",
+    ),
+    "no disruption budget for the workers": (
+        "prod",
+        lambda o: o.remove(obj(o, "PodDisruptionBudget", "bindwatch-stream")),
+        "no PodDisruptionBudget covers the workers",
+    ),
 }
 
 

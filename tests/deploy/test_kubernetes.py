@@ -12,7 +12,7 @@ import pytest
 from stream.admin import topic_specs
 from stream.config import StreamSettings
 from tests.deploy import k8s_checks
-from tests.deploy.support import KUSTOMIZE, OVERLAYS, ROOT
+from tests.deploy.support import KUSTOMIZE, OVERLAYS, ROOT, WORKER, settings_from_env
 
 Rendered = dict[str, list[dict[str, Any]]]
 
@@ -81,6 +81,35 @@ def test_prod_uses_an_immutable_tag_and_more_replicas_than_dev(rendered: Rendere
         > pick("dev", "HorizontalPodAutoscaler")["spec"]["minReplicas"]
     )
     assert pick("prod", "StatefulSet")["spec"]["replicas"] > pick("dev", "StatefulSet")["spec"]["replicas"]
+
+
+def test_prod_is_set_for_a_three_broker_cluster_and_worker_loss(rendered: Rendered) -> None:
+    """docs/deployment.md, "Production settings": replication 3 with min.insync.replicas 2 on every topic and
+    changelog, no standbys (measured: no faster failover with the bulk restore, and one lossy run), static
+    membership, one pod at a time."""
+
+    def stream_settings(overlay: str) -> StreamSettings:
+        cm = next(
+            o for o in rendered[overlay] if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "bindwatch-stream"
+        )
+        s, error = settings_from_env(WORKER, cm["data"])
+        assert error is None and isinstance(s, StreamSettings), error
+        return s
+
+    prod, dev = stream_settings("prod"), stream_settings("dev")
+    assert (prod.replication_factor, prod.min_isr(), prod.standby_replicas) == (3, 2, 0)
+    assert (dev.replication_factor, dev.min_isr(), dev.standby_replicas) == (1, 1, 0)
+    topics = [o for o in rendered["prod"] if o["kind"] == "KafkaTopic"]
+    assert topics and all(
+        (t["spec"]["replicas"], str(t["spec"]["config"]["min.insync.replicas"])) == (3, "2") for t in topics
+    )
+    for overlay in OVERLAYS:
+        sts = next(o for o in rendered[overlay] if o["kind"] == "StatefulSet")
+        env = {e["name"]: e for e in sts["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["BINDWATCH_GROUP_INSTANCE_ID"]["value"] == "$(POD_NAME)"
+        budgets = {o["metadata"]["name"]: o["spec"] for o in rendered[overlay] if o["kind"] == "PodDisruptionBudget"}
+        assert budgets["bindwatch-stream"]["maxUnavailable"] == 1
+        assert budgets["bindwatch-gateway"]["maxUnavailable"] == 1
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -16,7 +16,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def main(path: str) -> str:
     rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-    faults = [r for r in rows if "offered" in r and "killed_node" not in r and "cluster" not in str(r["scenario"])]
+    faults = [
+        r
+        for r in rows
+        if "offered" in r and not r.get("cluster") and "killed_node" not in r and "cluster" not in str(r["scenario"])
+    ]
     cluster = [r for r in rows if "offered" in r and r not in faults]
     hostile = [r for r in rows if r.get("scenario") == "hostile input corpus"]
     abuse = [r for r in rows if r.get("kind") == "connection abuse"]
@@ -89,20 +93,22 @@ def cluster_table(rows: list[dict[str, object]]) -> list[str]:
         "`tests/reliability/test_cluster.py` (`ci`: leader SIGKILL only; `scripts/reliability.sh --cluster`: all): "
         "three KRaft nodes (broker+controller each, 384 MiB heaps) from `BINDWATCH_KAFKA_NODES=3 scripts/kafka.sh`, "
         "every bindwatch topic and changelog with replication factor 3 and `min.insync.replicas=2`, the gateway "
-        "(2 s produce bound) and one worker. *non-200 s*: whole seconds in which some push got an answer other "
+        "(2 s produce bound) and one worker (`BINDWATCH_STANDBY_REPLICAS=1`; the standby scenario adds a second "
+        "worker with a 10 s session timeout). *non-200 s*: whole seconds in which some push got an answer other "
         "than 200 (NXCLOUD retried it). *counts current after*: from the end of the load to every count in the "
-        "worker being exact (polled every 2 s).",
+        "worker being exact (polled every 2 s). *takeover*: from the worker's SIGKILL to the survivor answering "
+        "`/readyz` 200 again after the rebalance that gave it the lost partitions.",
         "",
         "| scenario | load offered | accepted | retried | given up | lost | double-counted | under-counted "
-        "| alerts expected / produced | non-200 s | counts current after, s | s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| alerts expected / produced | non-200 s | counts current after, s | takeover, s | s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         out.append(
             f"| {r['scenario']} | {r['offered']} at {r['rate']}/s | {r['accepted']} | {r['retried']} "
             f"| {r['given_up']} | {r['lost']} | {r['double_counted']} | {r['under_counted']} "
             f"| {r['alerts_expected']} / {r['alerts_produced']} | {r.get('unavailable_seconds', '-')} "
-            f"| {r.get('counts_current_after_s', '-')} | {r['seconds']} |"
+            f"| {r.get('counts_current_after_s', '-')} | {r.get('takeover_s', '-')} | {r['seconds']} |"
         )
     return out
 

@@ -7,6 +7,7 @@ the distinct accepted pushes.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -14,6 +15,8 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas import Alert, BindingFailureEvent, decode
 from stream.config import StreamSettings
@@ -101,6 +104,9 @@ def verify(rig: Rig, name: str, ledger: Ledger) -> dict[str, object]:
                 break
             time.sleep(2)
     counts_current_after = round(time.monotonic() - t_counts, 1)
+    # Records not yet consumed by the workers' group when the counts were last read: with wrong counts, lag means
+    # the workers were still behind, no lag means state was lost.
+    lag = group_lag(rig.broker.bootstrap, rig.env["BINDWATCH_APP_ID"], [topic, rig.env["BINDWATCH_BY_DID_TOPIC"]])
     over = sum(max(0, g - w) for w, g in got.values())
     under = sum(max(0, w - g) for w, g in got.values())
 
@@ -134,8 +140,30 @@ def verify(rig: Rig, name: str, ledger: Ledger) -> dict[str, object]:
         "duplicate_firing": sum(1 for n in first_firing.values() if n > 1),
         "resent_alert_records": len(alerts) - len(by_id),
         "counts_current_after_s": counts_current_after,
+        "lag_at_check": lag,
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def group_lag(bootstrap: str, group: str, topics: list[str]) -> int:
+    """End offsets minus the group's committed offsets, summed over ``topics``' partitions."""
+
+    async def lag() -> int:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        await admin.start()
+        await consumer.start()
+        try:
+            committed = await admin.list_consumer_group_offsets(group)
+            described = await admin.describe_topics(topics)
+            tps = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
+            ends = await consumer.end_offsets(tps)
+            return sum(end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items())
+        finally:
+            await consumer.stop()
+            await admin.close()
+
+    return asyncio.run(asyncio.wait_for(lag(), 60))
 
 
 def test_steady_load_without_faults(rig: Rig) -> None:
