@@ -36,21 +36,21 @@ class Figures:
     sources: dict[str, str] = field(default_factory=dict)
     headroom: float = 0.6  # plan every core to run at most this busy
     replication: int = 3
-    standbys: int = 1
+    standbys: int = 0  # the prod overlay runs without standbys (docs/deployment.md, "Production settings")
     min_gateways: int = 3  # availability: a PDB of 1 and a node loss still leave one
-    min_workers: int = 2  # a standby needs another worker to live on
+    min_workers: int = 2  # one worker lost leaves one counting while the other is replaced
     min_partitions: int = 8
 
 
 # The figures the docs' table uses (bench/README.md and docs/deployment.md name the runs).
 FIGURES = Figures(
     gateway_us_per_push=331,
-    worker_us_per_event=455,
+    worker_us_per_event=360,
     broker_us_per_event=550,
     broker_fixed_cores=0.35,
-    # Not measured yet: an upper bound from the cold-restore rate (7,800 changelog records/s, taken as one full
-    # core: 128 us per record) times the 2.28 changelog records each event writes.
-    standby_us_per_event=292,
+    # Used only when standbys > 0: a worker with a standby used 1.66x the CPU per event of one without
+    # (stream_failover, 200,000 events: 1,133 against 682 us per event on a busy machine).
+    standby_us_per_event=451,
     bytes_per_event={
         "events": 538,  # written by the gateway (one push per produce request at these rates): the cluster run
         "by-did": 90.8,
@@ -62,11 +62,11 @@ FIGURES = Figures(
     },
     sources={
         "gateway_us_per_push": "bench/README.md, gateway_throughput 2026-11-29 11:24, commit b9752c2, 1 uvicorn worker",
-        "worker_us_per_event": "bench/README.md, stream_outage_cost run 2 (outage detection on), commit fd661a9 "
-        "(the stream code of this branch's HEAD is the same)",
+        "worker_us_per_event": "bench/README.md, latest run: stream_throughput, 1 worker, outage detection on, "
+        "2026-11-29 13:06, commit 0fa989b, quiet machine",
         "broker_us_per_event": "docs/reliability.md cluster run 2026-11-29 11:48-12:33: CPU of the 3 brokers sampled "
         "every 10 s against events accepted, least squares over 129 intervals (0.35 cores + 550 us per event)",
-        "standby_us_per_event": "upper bound: bench/README.md cold restore (7,800 records/s) x 2.28 records per event",
+        "standby_us_per_event": "bench/README.md, stream_failover 20261129T121333Z-full: 1,133 - 682 us per event",
         "bytes_per_event": "python -m bench.capacity sizes --events 10000 (bench workload, on-disk); events topic "
         "from the cluster run (gateway-written)",
     },

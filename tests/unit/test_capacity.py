@@ -12,6 +12,7 @@ SIMPLE = Figures(
     broker_us_per_event=100,
     broker_fixed_cores=0.3,
     standby_us_per_event=200,
+    standbys=1,
     bytes_per_event={"events": 500, "by-did": 100, "alerts": 10, "callers changelog": 400, "dids changelog": 400},
 )
 
