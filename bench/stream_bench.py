@@ -237,15 +237,21 @@ def stream_storm(ctx: Ctx) -> dict[str, Any]:
     }
 
 
-def stream_state(ctx: Ctx) -> dict[str, Any]:
-    """RSS and on-disk state after the backlog's distinct callers; restart time with the state (warm) and
-    after deleting it (cold: the tables are restored from their changelogs)."""
-    drained = ctx.shared.get("drained")
+def _drained(ctx: Ctx) -> dict[str, Any]:
+    """The one-worker state ``stream_throughput`` left (same app id and data dir), else a drain made now."""
+    drained: dict[str, Any] | None = ctx.shared.get("drained")
     if drained is None:  # run on its own: make the state first
         n = int(ctx.shared.get("events") or ctx.pick(1_000_000, 100_000))
         topic, _ = _backlog(ctx, n)
         one, s1 = _drain(ctx, topic, n, 1)
         drained = {"settings": s1, "n": n, "rss_mib": one["rss_mib"][0], "state_mib": one["state_mib"][0]}
+    return drained
+
+
+def stream_state(ctx: Ctx) -> dict[str, Any]:
+    """RSS and on-disk state after the backlog's distinct callers; restart time with the state (warm) and
+    after deleting it (cold: the tables are restored from their changelogs)."""
+    drained = _drained(ctx)
     s: StreamSettings = drained["settings"]
     [w] = _workers(ctx, s, 1, "worker-1w")  # the same app id and data dir as the drain
     data_dir = Path(w.env["BINDWATCH_DATA_DIR"])
@@ -322,12 +328,7 @@ def stream_restore(ctx: Ctx) -> dict[str, Any]:
     """Cold restore (data dir deleted) of the same changelogs, alternately by Faust's record-by-record recovery
     (the **baseline**, ``BINDWATCH_BULK_RESTORE_SECONDS=0``) and by the bulk restore (the default), in the same
     run; ``rounds`` pairs (quick 1). Records/s counts every changelog record read."""
-    drained = ctx.shared.get("drained")
-    if drained is None:  # run on its own: make the state first
-        n = int(ctx.shared.get("events") or ctx.pick(1_000_000, 100_000))
-        topic, _ = _backlog(ctx, n)
-        one, s1 = _drain(ctx, topic, n, 1)
-        drained = {"settings": s1, "n": n, "rss_mib": one["rss_mib"][0], "state_mib": one["state_mib"][0]}
+    drained = _drained(ctx)
     s: StreamSettings = drained["settings"]
     census = asyncio.run(_changelog_census(ctx.bootstrap, s))
     timeout = 120 + census["records"] / 1000  # Faust's path at a tenth of today's rate still fits
