@@ -92,7 +92,7 @@ class KafkaAlerts:
             await asyncio.gather(*sent)
 
 
-async def run_batch(core: StageCore, items: Sequence[Item]) -> None:
+async def run_batch(core: StageCore, items: Sequence[Item], oldest_ms: int | None = None) -> None:
     """Process one batch, or end the worker without acknowledging it.
 
     If the core raises, the batch's events must not be acknowledged: they would be committed with their
@@ -101,14 +101,26 @@ async def run_batch(core: StageCore, items: Sequence[Item]) -> None:
     supervisor restarts the agent on the records after them; so the worker exits at once (no flush, no
     commit), and the next start replays from the last commit, which the dedup makes exact.
     """
+    stage = core.kind.value
+    metrics = core.metrics
+    started = time.monotonic()
+    if oldest_ms is not None:
+        metrics.waited.labels(stage).observe(max(0.0, time.time() - oldest_ms / 1000))
     try:
         await core.process(items)
+        metrics.batch_seconds.labels(stage).observe(time.monotonic() - started)
     except Exception:
         log.critical(
             "a %s batch failed; exiting so that it is replayed from the last commit", core.kind.value, exc_info=True
         )
         logging.shutdown()
         os._exit(EXIT_BATCH_FAILED)
+
+
+def oldest_timestamp_ms(events: Sequence[Any]) -> int | None:
+    """The earliest Kafka timestamp among a batch's records (ms), or None when they carry none."""
+    stamps = [ev.message.timestamp for ev in events if ev.message.timestamp]
+    return int(min(stamps) * 1000) if stamps else None
 
 
 def create_app(settings: StreamSettings | None = None) -> faust.App:
@@ -206,7 +218,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     @app.agent(app.topic(s.events_topic, s.caller_ticks_topic, key_type=str, value_type=bytes))
     async def count_by_caller(stream: Any) -> None:
         """Events in batches: each caller read and written once per batch; one by-DID bundle per partition."""
-        async for events in stream.take_events(s.batch_size, within=s.batch_wait_ms / 1000):
+        async for events in compat.take_batches(stream, s.batch_size, s.batch_wait_ms / 1000):
             items = []
             for ev in events:
                 if ev.message.topic == s.caller_ticks_topic:
@@ -222,12 +234,12 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
                 failure = rules.Failure(e.ts, e.rid, e.did)
                 msg = ev.message
                 items.append(Item(event.caller, ev, failure, e, msg.partition, msg.offset, event.action))
-            await run_batch(caller_core, items)
+            await run_batch(caller_core, items, oldest_timestamp_ms(events))
 
     @app.agent(app.topic(s.by_did_topic, s.did_ticks_topic, key_type=str, value_type=bytes))
     async def count_by_did(stream: Any) -> None:
         """Bundles (and ticks) in batches: each DID in a batch read and written once."""
-        async for events in stream.take_events(s.did_batch_records, within=s.batch_wait_ms / 1000):
+        async for events in compat.take_batches(stream, s.did_batch_records, s.batch_wait_ms / 1000):
             items = []
             for ev in events:
                 if ev.message.topic == s.did_ticks_topic:
@@ -244,7 +256,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
                     Item(e.did, ev, rules.Failure(e.ts, e.rid, e.caller), None, msg.partition, msg.offset)
                     for e in entries
                 ]
-            await run_batch(did_core, items)
+            await run_batch(did_core, items, oldest_timestamp_ms(events))
 
     def rebuild_index(core: StageCore) -> Any:
         async def _rebuild() -> None:

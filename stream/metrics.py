@@ -47,6 +47,21 @@ class StreamMetrics:
             buckets=(1, 5, 20, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
             registry=self.registry,
         )
+        self.batch_seconds = Histogram(
+            "bindwatch_stream_batch_seconds",
+            "Time to process one batch, by stage (tables, rules, alerts acknowledged, events forwarded).",
+            ["stage"],
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.waited = Histogram(
+            "bindwatch_stream_batch_wait_seconds",
+            "Age of a batch's oldest record when processing starts (its Kafka timestamp to now), by stage: "
+            "the stage's queueing delay, part of every alert's latency.",
+            ["stage"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=self.registry,
+        )
         self._seen: dict[tuple[str, str], Any] = {}
 
     def seen(self, stage: str, result: str) -> None:

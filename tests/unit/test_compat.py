@@ -245,3 +245,125 @@ def test_bulk_restore_runs_after_faust_builds_the_active_offsets(app: faust.App)
     assert build("active") == {tp: 41}  # Faust's seek starts after what the restore applied
     assert restore.calls == [({tp: -1}, {tp: 41}, {tp: table}, False)]
     assert isinstance(recovery.signal_recovery_start, asyncio.Event)
+
+
+# --- the batching loop (take_batches) ----------------------------------------------------------------
+class Batches:
+    """A stream over a memory channel, read with ``compat.take_batches``; records what was acknowledged
+    by the time each batch was handed out."""
+
+    def __init__(self, app: faust.App) -> None:
+        app.finalize()
+        app.flow_control.resume()
+        self.channel = app.channel()
+        self.stream = app.stream(aiter(self.channel))
+        self.acked: list[Any] = []
+        ack = self.stream.ack
+
+        async def recording_ack(event: Any) -> bool:
+            self.acked.append(event.value)
+            return await ack(event)
+
+        self.stream.ack = recording_ack  # type: ignore[method-assign]
+
+    async def send(self, *values: int) -> None:
+        for v in values:
+            await self.channel.send(value=v)
+
+
+def test_take_batches_fills_batches_and_acks_each_only_after_the_agent_is_done(app: faust.App) -> None:
+    async def run() -> list[tuple[list[Any], list[Any]]]:
+        b = Batches(app)
+        await b.stream.maybe_start()
+        got: list[tuple[list[Any], list[Any]]] = []
+
+        async def consume() -> None:
+            async for batch in compat.take_batches(b.stream, 3, 0.05):
+                got.append(([e.value for e in batch], list(b.acked)))
+                if sum(len(g[0]) for g in got) >= 7:
+                    break
+
+        task = asyncio.create_task(consume())
+        await b.send(*range(7))
+        await asyncio.wait_for(task, 10)
+        return got
+
+    assert asyncio.run(run()) == [([0, 1, 2], []), ([3, 4, 5], [0, 1, 2]), ([6], [0, 1, 2, 3, 4, 5])]
+
+
+def test_take_batches_waits_within_from_the_first_event_and_reads_on_while_a_batch_is_processed(
+    app: faust.App,
+) -> None:
+    """The property ``take_events`` lacks: events that arrived while a batch was processed, and have waited
+    ``within`` already, are handed out as soon as the agent asks, not after another full wait."""
+    within = 1.0
+
+    async def run() -> tuple[float, list[Any], float, list[Any]]:
+        b = Batches(app)
+        await b.stream.maybe_start()
+        loop = asyncio.get_running_loop()
+        it = aiter(compat.take_batches(b.stream, 100, within))
+        t0 = loop.time()
+        await b.send(0)
+        first = await asyncio.wait_for(anext(it), 10)
+        first_after = loop.time() - t0
+        await b.send(1, 2)  # arrive while the agent "processes" the first batch
+        await asyncio.sleep(within * 1.2)
+        t1 = loop.time()
+        second = await asyncio.wait_for(anext(it), 10)
+        second_after = loop.time() - t1
+        await it.aclose()  # type: ignore[attr-defined]
+        return first_after, [e.value for e in first], second_after, [e.value for e in second]
+
+    first_after, first, second_after, second = asyncio.run(run())
+    assert first == [0] and first_after >= within * 0.95  # a lone event waits ``within`` for company
+    assert second == [1, 2] and second_after < within * 0.5  # they waited during processing: no second wait
+
+
+def test_fausts_take_events_waits_again_after_each_batch(app: faust.App) -> None:
+    """Documents why ``take_batches`` exists: the same scenario with Faust's ``take_events`` pays the full
+    ``within`` again after the agent returns (and read nothing into the batch meanwhile)."""
+    within = 1.0
+
+    async def run() -> float:
+        b = Batches(app)
+        await b.stream.maybe_start()
+        loop = asyncio.get_running_loop()
+        it = aiter(b.stream.take_events(100, within))  # type: ignore[attr-defined]  # on Stream, not StreamT
+        await b.send(0)
+        await asyncio.wait_for(anext(it), 10)
+        await b.send(1, 2)
+        await asyncio.sleep(within * 1.2)
+        t1 = loop.time()
+        await asyncio.wait_for(anext(it), 10)
+        return loop.time() - t1
+
+    assert asyncio.run(run()) >= within * 0.95
+
+
+def test_take_batches_does_not_ack_a_batch_whose_processing_failed(app: faust.App) -> None:
+    async def run() -> list[Any]:
+        b = Batches(app)
+        await b.stream.maybe_start()
+
+        async def consume() -> None:
+            async for _batch in compat.take_batches(b.stream, 2, 0.05):
+                raise RuntimeError("the core failed")
+
+        task = asyncio.create_task(consume())
+        await b.send(0, 1)
+        with pytest.raises(RuntimeError, match="the core failed"):
+            await asyncio.wait_for(task, 10)
+        return b.acked
+
+    assert asyncio.run(run()) == []
+
+
+def test_take_batches_rejects_an_empty_batch_size(app: faust.App) -> None:
+    async def run() -> None:
+        b = Batches(app)
+        async for _ in compat.take_batches(b.stream, 0, 0.05):
+            pass
+
+    with pytest.raises(ValueError, match="at least 1"):
+        asyncio.run(run())
