@@ -296,6 +296,9 @@ class MemTable:
     def items(self) -> Iterable[tuple[str, bytes]]:
         return list(self.data.items())
 
+    async def written(self) -> None:
+        """In memory: every write is stored when made."""
+
 
 class Sink:
     def __init__(self) -> None:

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import faust
@@ -33,6 +33,7 @@ from schemas.codec import headers as record_headers
 from schemas.numbers import mask_number, normalise_number
 from schemas.topics import OVERVIEW_KEY
 from stream import bundle, compat, logs, outage, rules
+from stream.changelog import BatchedTable
 from stream.config import StreamSettings, get_settings
 from stream.core import BundleForwarder, Item, StageCore
 from stream.counting import OUTAGE_TABLE, StageCounter
@@ -47,33 +48,13 @@ EXIT_BATCH_FAILED = 70
 """Exit status of a worker whose batch failed (``run_batch``)."""
 
 
+CHANGELOG_BATCH_BYTES = 256 * 1024
+"""The producer's batch size: a batch's table writes to one changelog partition go as one record batch
+(``stream.changelog``), which Faust's 16 KiB default split into several, each a round trip of its own."""
+
+
 def wall_ms() -> int:
     return int(time.time() * 1000)
-
-
-class FaustTable:
-    """A Faust table as ``stream.core.SubjectTable``: each read and write goes to the partition of the
-    record the subject came with (``compat.use_event``)."""
-
-    def __init__(self, table: Any) -> None:
-        self.table = table
-
-    def get(self, key: str, where: Any) -> bytes | None:
-        compat.use_event(where)
-        value: bytes | None = self.table.get(key)
-        return value
-
-    def set(self, key: str, value: bytes, where: Any) -> None:
-        compat.use_event(where)
-        self.table[key] = value
-
-    def delete(self, key: str, where: Any) -> None:
-        compat.use_event(where)
-        del self.table[key]
-
-    def items(self) -> Iterable[tuple[str, bytes]]:
-        items: Iterable[tuple[str, bytes]] = self.table.items()
-        return items
 
 
 class KafkaAlerts:
@@ -145,6 +126,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         canonical_url=s.canonical_url or f"http://{s.web_host}:{s.web_port}",
         producer_acks=-1,
         producer_linger=s.producer_linger_ms / 1000,
+        producer_max_batch_size=CHANGELOG_BATCH_BYTES,
         broker_session_timeout=s.session_timeout_seconds,
         broker_heartbeat_interval=min(3.0, s.session_timeout_seconds / 3),
         consumer_group_instance_id=s.group_instance_id,
@@ -172,6 +154,9 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     async def forward(partition: int, value: bytes) -> None:
         await by_did_topic.send(value=value, partition=partition)
 
+    def producer() -> Any:
+        return compat.kafka_producer(app)
+
     alerts = KafkaAlerts(app, s.alerts_topic)
     # The firing outage, as this worker last heard of it (the overview topic, or its own aggregator), and the
     # one whose alerts it last sent ticks for (see wall_clock_ticks).
@@ -185,7 +170,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     }
     caller_core = StageCore(
         rules.Kind.CALLER,
-        FaustTable(callers),
+        BatchedTable(callers, producer),
         alerts,
         policy,
         wall_ms,
@@ -195,7 +180,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     )
     did_core = StageCore(
         rules.Kind.DID,
-        FaustTable(dids),
+        BatchedTable(dids, producer),
         alerts,
         policy,
         wall_ms,

@@ -200,6 +200,19 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[l
         stream._processors.remove(add)
 
 
+def kafka_producer(app: Any) -> Any:
+    """The ``aiokafka.AIOKafkaProducer`` inside Faust's producer (private ``Producer._producer``).
+
+    Why: ``stream.changelog`` sends a batch's table writes as aiokafka batches (``create_batch``,
+    ``send_batch``), which Faust's producer does not offer. The same producer (and connection) Faust uses,
+    so Faust's flush before a commit still covers everything the worker sent.
+    """
+    producer = app.producer._producer
+    if producer is None:
+        raise RuntimeError("the worker's producer has not started")
+    return producer
+
+
 def use_bulk_restore(app: Any, restore: BulkRestore | None) -> None:
     """Make ``app``'s table recovery start with ``restore`` (``stream.restore``); None: Faust's own only."""
     setattr(app, _RESTORE_ATTR, restore)

@@ -9,11 +9,12 @@ in memory by ``stream.rules`` and written once. The order of the steps is what m
 1. the batch's alerts are sent and *acknowledged* by the broker before any table write; after a crash in
    between, the events are processed again and yield the same alerts with the same ``alertId``s;
 2. a table write stores the dedup record, the counts and the alert state of a subject as one value, so
-   after a crash they cannot disagree, and a replayed event finds its dedup record or is counted anew;
+   after a crash they cannot disagree, and a replayed event finds its dedup record or is counted anew; the
+   batch's writes are acknowledged by the broker (``SubjectTable.written``) before anything else happens;
 3. (caller stage) every event, duplicate or not, is forwarded to the per-DID topic after the table
    writes, so a forward lost in a crash is made good on replay; the DID stage deduplicates on its own;
 4. ``process`` returns only after all of this; the agent lets Faust acknowledge the batch's offsets only
-   then, and Faust flushes the producer (changelogs and forwards) before it commits them. If ``process``
+   then, and Faust flushes the producer (the forwards) before it commits them. If ``process``
    raises, the worker exits without acknowledging (``stream.app``), so the batch is replayed.
 
 Wall-clock work (resolving quiet subjects, deleting stale ones) cannot write a table from a timer, so the
@@ -42,7 +43,7 @@ log = logging.getLogger("bindwatch.stream")
 
 class SubjectTable(Protocol):
     """A stage's table as the core sees it. ``where`` is the input record a subject came with: Faust
-    reads and writes the partition of that record (``stream.app.FaustTable``)."""
+    reads and writes the partition of that record (``stream.changelog.BatchedTable``)."""
 
     def get(self, key: str, where: Any) -> bytes | None: ...
 
@@ -52,6 +53,11 @@ class SubjectTable(Protocol):
 
     def items(self) -> Iterable[tuple[str, bytes]]:
         """The subjects this worker holds (its partitions only)."""
+        ...
+
+    async def written(self) -> None:
+        """Return once every write so far is stored durably (its changelog record acknowledged); raise
+        otherwise."""
         ...
 
 
@@ -202,9 +208,10 @@ class StageCore:
         for p, (c, at, _start, last) in counted.items():
             c.advance(last)
             self.table.set(counts_key(p), c.dump(), at)
-        # 2. then each changed subject written once
+        # 2. then each changed subject written once, and the writes acknowledged
         for key in dirty:
             self._write(key, states[key], where[key])
+        await self.table.written()
         # 3. then (caller stage) every event forwarded
         if self.forwarder is not None and forwards:
             await self.forwarder.forward(forwards)

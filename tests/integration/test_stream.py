@@ -218,7 +218,7 @@ def test_two_workers_split_partitions_and_match_one_worker(bootstrap: str, logdi
 def check_changelog_partitions(bootstrap: str, s: StreamSettings, subjects: dict[str, int]) -> None:
     """Every changelog record sits in the partition of its key's hash: the partition queries are routed by
     and a restore reads. The caller stage writes a batch that spans partitions, so it has to put each write
-    in its subject's partition itself (``stream.app.FaustTable`` via ``stream.compat.use_event``); a slip
+    in its subject's partition itself (``stream.changelog.BatchedTable`` via ``stream.compat.use_event``); a slip
     would show here. The outage counts of partition p (key ``~counts:p``, ``stream.counting``) must sit in p."""
     for table, n in subjects.items():
         topic = f"{s.app_id}-{table}-changelog"

@@ -367,3 +367,18 @@ def test_take_batches_rejects_an_empty_batch_size(app: faust.App) -> None:
 
     with pytest.raises(ValueError, match="at least 1"):
         asyncio.run(run())
+
+
+def test_kafka_producer_is_the_aiokafka_producer_inside_fausts(app: faust.App) -> None:
+    """``Producer._producer`` is there (None until the worker starts it) and aiokafka offers the batch API
+    that ``stream.changelog`` uses."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = app.producer
+    assert producer._producer is None  # type: ignore[attr-defined]
+    with pytest.raises(RuntimeError, match="has not started"):
+        compat.kafka_producer(app)
+    fake = object()
+    producer._producer = fake  # type: ignore[attr-defined]
+    assert compat.kafka_producer(app) is fake
+    assert callable(AIOKafkaProducer.create_batch) and inspect.iscoroutinefunction(AIOKafkaProducer.send_batch)

@@ -84,6 +84,11 @@ class FakeTable:
     def items(self) -> Iterable[tuple[str, bytes]]:
         return list(self.data.items())
 
+    async def written(self) -> None:
+        """The records are sent and acknowledged: they are on the changelog."""
+        self.plan.step("table.written")
+        self.flush()
+
     def flush(self) -> None:
         for key, value in self.pending:
             if value is None:
@@ -189,14 +194,14 @@ def test_the_reference_run_counts_each_push_once_and_fires_every_rule() -> None:
 
 def test_each_batch_acknowledges_alerts_then_writes_tables_then_forwards_then_commits() -> None:
     _, journal = reference()
-    order = {"alert.send": 0, "alert.ack": 1, "table.set": 2, "forward": 3, "commit": 4}
+    order = {"alert.send": 0, "alert.ack": 1, "table.set": 2, "table.written": 3, "forward": 4, "commit": 5}
     batches = "|".join(journal).split("|commit")
     assert len(batches) == -(-len(the_input()) // 5) + 1 and batches[-1] == ""
     assert all(b.count("alert.ack") == 1 for b in batches[:-1])
     for b in batches[:-1]:
-        steps = [order[s] for s in b.strip("|").split("|")] + [4]
+        steps = [order[s] for s in b.strip("|").split("|")] + [5]
         assert steps == sorted(steps), b
-        assert "table.set" in b and "forward" in b
+        assert "table.set" in b and b.count("table.written") == 1 and "forward" in b
 
 
 STEPS = len(reference()[1])
@@ -257,10 +262,10 @@ def test_no_table_write_before_the_alerts_are_acknowledged() -> None:
         items = [Item("c", None, Failure(T0 + i, f"r{i}", "d")) for i in range(3)]
         task = asyncio.create_task(core.process(items))
         await asyncio.sleep(0.05)
-        waiting = (len(sink.sent), len(table.pending))
+        waiting = (len(sink.sent), len(table.pending) + len(world.changelog))
         sink.release.set()
         await asyncio.wait_for(task, 5)
-        return (*waiting, len(table.pending))
+        return (*waiting, len(world.changelog))
 
     assert asyncio.run(run()) == (1, 0, 1)  # pair_repeat sent; the one write only after the ack
 
@@ -315,7 +320,7 @@ def test_ticks_resolve_quiet_subjects_then_delete_them_after_the_horizon() -> No
     clock[0] = NOW + h + 1
     assert core.collectable(clock[0], 100) == ["d"]
     asyncio.run(core.process([Item("d", None)]))
-    assert table.data == {} and plan.journal[-1] == "table.delete"
+    assert table.data == {} and plan.journal[-2:] == ["table.delete", "table.written"]
     asyncio.run(core.process([Item("d", None)]))  # a tick for a subject already gone changes nothing
     assert table.data == {}
 
