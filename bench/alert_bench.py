@@ -11,10 +11,16 @@ from typing import Any
 
 from bench import kafka_io, load, services, workload
 from bench.context import TOKEN, Ctx
-from bench.stream_bench import crashes, stage_counts
+from bench.stream_bench import crashes, histogram_means, histogram_totals, stage_counts
 from gateway.app import PUSH_PATH
 from schemas import AlertStatus
 from tests.support import kafka, procs
+
+BATCH_METRICS = (
+    "bindwatch_stream_batch_items",
+    "bindwatch_stream_batch_seconds",
+    "bindwatch_stream_batch_wait_seconds",
+)
 
 
 def _latencies(shots: list[load.Shot], alerts: list[tuple[float, Any]]) -> dict[str, list[float]]:
@@ -71,8 +77,10 @@ def push_to_alert(ctx: Ctx) -> dict[str, Any]:
             targets = ctx.out / f"targets-p2a-{rate}.jsonl"
             workload.write_vegeta_targets(targets, url, pushes)
             meter = ctx.meter(gateway=gw, worker=wk)
+            before = {m: histogram_totals(wk, m) for m in BATCH_METRICS}
             shots, alerts, caught_up = asyncio.run(_phase(ctx, s.alerts_topic, wk, targets, rate, seconds, sent_total))
             cpu = meter.read()
+            after = {m: histogram_totals(wk, m) for m in BATCH_METRICS}
             targets.unlink()
             ok = sum(1 for x in shots if x.code == 200)
             sent_total += ok
@@ -93,6 +101,13 @@ def push_to_alert(ctx: Ctx) -> dict[str, Any]:
                     "split": {k: _pcts(v) for k, v in lat.items() if k != "total"},
                     "worker_caught_up_seconds_after_attack": caught_up,
                     "cpu_cores": cpu,
+                    "worker_batches": {
+                        "mean_items": histogram_means(after[BATCH_METRICS[0]], before[BATCH_METRICS[0]]),
+                        "mean_processing_ms": histogram_means(after[BATCH_METRICS[1]], before[BATCH_METRICS[1]], 1000),
+                        "mean_oldest_record_wait_ms": histogram_means(
+                            after[BATCH_METRICS[2]], before[BATCH_METRICS[2]], 1000
+                        ),
+                    },
                 }
             )
             lat_ms = lat["total"]

@@ -97,6 +97,17 @@ def headline(results: dict[str, Any]) -> list[list[str]]:
                 ]
             )
     pa = b.get("push_to_alert", {})
+
+    def _batches_note(wb: dict[str, Any] | None) -> str:
+        if not wb:
+            return ""
+        parts = [
+            f"{stage}: {wb['mean_items'].get(stage, '-')} items, {wb['mean_processing_ms'].get(stage, '-')} ms, "
+            f"oldest waited {wb['mean_oldest_record_wait_ms'].get(stage, '-')} ms"
+            for stage in ("caller", "did")
+        ]
+        return "; mean batch " + "; ".join(parts)
+
     if pa.get("ok"):
         for s in pa["steps"]:
             target = 500.0 if s["rate"] == 1000 else None
@@ -105,7 +116,8 @@ def headline(results: dict[str, Any]) -> list[list[str]]:
                     f"push-to-alert at {s['rate']:,} /s",
                     f"p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms over {s['alerts_matched']} alerts "
                     f"(achieved {s['achieved_rps']:,} /s; worker caught up "
-                    f"{s['worker_caught_up_seconds_after_attack']} s after the load stopped)",
+                    f"{s['worker_caught_up_seconds_after_attack']} s after the load stopped)"
+                    + _batches_note(s.get("worker_batches")),
                     f"p99 ≤ {target:g} ms" if target else "— (contrast)",
                     _verdict(_cmp(s["p99_ms"], target, False)) if target else "—",
                 ]
