@@ -163,11 +163,49 @@ def test_patched_flush_drains_a_real_producer_buffer(app: faust.App) -> None:
         return left, channel.published
 
     left, published = asyncio.run(run())
-    assert left == 0 and published >= 2  # the last one may still be in flight when the queue is empty
+    assert left == 0 and published == 3  # the last one too: flush waits for the message being sent
+
+
+def test_flush_waits_for_the_message_the_sender_has_taken(app: faust.App) -> None:
+    """Once Faust's sender has taken a message, the buffer's ``size`` is 0 while the message is still on its
+    way to the Kafka producer (``_send_pending``: aiokafka's ``send`` waits for metadata and for room in the
+    partition's batch). A flush that looked at ``size`` alone returned then, and the commit that followed
+    covered a table update that a crash could still lose. Uses ``_send_pending`` and ``_handle_pending``."""
+
+    async def run() -> tuple[tuple[int, int, int], int, int]:
+        channel = SlowChannel()
+        buf = ProducerBuffer()
+        buf.app = app
+        await buf.start()
+        buf.put(types.SimpleNamespace(message=types.SimpleNamespace(channel=channel)))  # type: ignore[arg-type]
+        await asyncio.sleep(0.1)  # the sender has taken it; publishing takes 0.3 s
+        taken = (buf.size, compat.sending(buf), channel.published)
+        await buf.flush()
+        published, after = channel.published, compat.sending(buf)
+        await buf.stop()
+        return taken, published, after
+
+    taken, published, after = asyncio.run(run())
+    assert taken == (0, 1, 0)  # what ``size`` cannot see
+    assert published == 1 and after == 0
+
+
+def test_fausts_sender_takes_the_message_before_it_is_sent() -> None:
+    """The order ``sending`` relies on: ``_handle_pending`` takes a message off ``pending`` (``size`` drops),
+    awaits ``_send_pending``, and only then sets ``message_sent``."""
+    src = inspect.getsource(ProducerBuffer._handle_pending.fun)  # a mode ServiceTask
+    get, send, sent = (
+        src.index("await get_pending()"),
+        src.index("await send_pending(msg)"),
+        src.index("self.message_sent.set()"),
+    )
+    assert get < send < sent
+    assert "send_pending = self._send_pending" in src
 
 
 def test_the_fix_is_installed() -> None:
     assert ProducerBuffer.flush is compat.drain
+    assert ProducerBuffer._send_pending is compat._send_pending_counted
     assert ProducerBuffer.max_messages == compat.BUFFER_MAX_MESSAGES
 
 
