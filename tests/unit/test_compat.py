@@ -283,3 +283,88 @@ def test_bulk_restore_runs_after_faust_builds_the_active_offsets(app: faust.App)
     assert build("active") == {tp: 41}  # Faust's seek starts after what the restore applied
     assert restore.calls == [({tp: -1}, {tp: 41}, {tp: table}, False)]
     assert isinstance(recovery.signal_recovery_start, asyncio.Event)
+
+
+# --- a standby promoted to active (issue 17, the failed standby run) -------------------------------
+class ServedConsumer:
+    """Stands for the bulk restore's aiokafka consumer: serves one changelog partition from where it is
+    sought, and records that position."""
+
+    def __init__(self, records: list[Any]) -> None:
+        self.records = records
+        self.sought: list[int] = []
+        self.pos = 0
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def assign(self, tps: list[Any]) -> None: ...
+
+    def seek(self, tp: Any, offset: int) -> None:
+        self.sought.append(offset)
+        self.pos = offset
+
+    async def position(self, tp: Any) -> int:
+        return self.pos
+
+    async def getmany(self, *tps: Any, timeout_ms: int, max_records: int) -> dict[Any, list[Any]]:
+        recs = [r for r in self.records if r.offset >= self.pos]
+        if not recs:
+            return {}
+        self.pos = recs[-1].offset + 1
+        return {tps[0]: recs}
+
+
+def test_a_promoted_standby_resumes_from_what_its_copy_applied(tmp_path: Any) -> None:
+    """Faust's promotion of a standby partition with the bulk restore hooked in, on real Faust objects and a
+    real RocksDB store: ``Recovery.add_active`` (what ``Recovery.on_rebalance`` calls) starts the partition at
+    the offset its standby copy *persisted* (records the standby had read but not yet applied do not count),
+    and the bulk restore applies exactly the records after it up to the high-water mark, in order. A start
+    taken from the standby's in-memory offset would skip records 6 and 7 and leave k0 and k1 stale."""
+    from aiokafka import TopicPartition
+    from faust.events import Event
+    from faust.tables.recovery import Recovery
+    from faust.types import TP
+    from faust.types.tuples import Message
+
+    from stream.restore import BulkRestore
+
+    a = faust.App("promo-test", broker="kafka://127.0.0.1:1", store="rocksdb://", datadir=str(tmp_path))
+    try:
+        table = a.Table("t", key_type=str, value_type=bytes, partitions=2)
+        compat.use_raw_keys(table)
+        tp = TP("promo-test-t-changelog", 1)
+        keys = [b"k0", b"k1", b"k2"]
+        log = [Message(tp.topic, 1, o, 0.0, 0, None, keys[o % 3], b"v%d" % o, None) for o in range(10)]
+        # The standby copy: Faust's _slurp_changelogs applied records 0-5 (a batch, then the offset) and had
+        # read 6 and 7 into its buffer when the rebalance came.
+        table.apply_changelog_batch([Event(a, m.key, m.value, None, m) for m in log[:6]])
+        recovery = Recovery(a, a.tables)
+        recovery.add_standby(table, tp)
+        recovery.standby_offsets[tp] = 7
+        # The promotion: the changelog partition becomes active; high-water mark 9 (the dead worker's last write).
+        recovery.add_active(table, tp)
+        assert recovery.active_offsets[tp] == 5
+        recovery.active_highwaters[tp] = 9
+        served = ServedConsumer(
+            [types.SimpleNamespace(topic=m.topic, partition=1, offset=m.offset, key=m.key, value=m.value) for m in log]
+        )
+        compat.use_bulk_restore(a, BulkRestore("unused:9092", 30.0, consumer_factory=lambda: served))
+        asyncio.run(recovery._build_offsets(EarliestConsumer(), {tp}, recovery.active_offsets, "active"))  # type: ignore[arg-type]
+
+        assert served.sought == [6]
+        assert recovery.active_offsets[tp] == 9  # Faust's own recovery has nothing left to read
+        assert table.persisted_offset(tp) == 9
+        ev = Ev()
+        ev.message = TopicPartition(tp.topic, 1)  # type: ignore[attr-defined]
+
+        def read() -> list[bytes]:
+            compat.use_event(ev)  # reads go to partition 1's database
+            return [table[k.decode()] for k in keys]
+
+        assert contextvars.copy_context().run(read) == [b"v9", b"v7", b"v8"]
+    finally:
+        if not a.loop.is_closed():
+            a.loop.close()
+        gc.collect()
