@@ -368,3 +368,32 @@ def test_a_promoted_standby_resumes_from_what_its_copy_applied(tmp_path: Any) ->
         if not a.loop.is_closed():
             a.loop.close()
         gc.collect()
+
+
+def test_fausts_copy_of_a_partition_resumes_after_its_own_last_write(tmp_path: Any) -> None:
+    """Documents the Faust behaviour behind hypothesis 3 of the failed standby run (``docs/reliability.md``):
+    the persisted offset of a partition a worker writes is the offset of its *own* last acknowledged changelog
+    write (``Table._on_changelog_sent``), and a standby copy (or a promotion) of that partition on the same
+    worker starts there. If another worker's records sit before it (two writers during a rebalance), the copy
+    never reads them."""
+    from faust.tables.recovery import Recovery
+    from faust.types import TP
+
+    a = faust.App("own-test", broker="kafka://127.0.0.1:1", store="rocksdb://", datadir=str(tmp_path))
+    try:
+        table = a.Table("t", key_type=str, value_type=bytes, partitions=2)
+        tp = TP("own-test-t-changelog", 0)
+
+        def acked(offset: int) -> Any:  # the future of one of this worker's changelog writes, acknowledged
+            return types.SimpleNamespace(result=lambda: types.SimpleNamespace(topic_partition=tp, offset=offset))
+
+        table._on_changelog_sent(acked(4))  # type: ignore[attr-defined]  # its write, while it owned the partition
+        # offset 5: the new owner's first write; offset 6: this worker's late write, acknowledged after it
+        table._on_changelog_sent(acked(6))  # type: ignore[attr-defined]
+        recovery = Recovery(a, a.tables)
+        recovery.add_standby(table, tp)  # the partition is this worker's standby now
+        assert recovery.standby_offsets[tp] == 6  # record 5 is behind the copy's start: never applied
+    finally:
+        if not a.loop.is_closed():
+            a.loop.close()
+        gc.collect()
