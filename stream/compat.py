@@ -16,6 +16,13 @@ scenario "second worker joins, then leaves" (one count short, intermittently, un
 (``drain``) drains the buffer completely: a commit waits until every table update it covers was handed to
 the Kafka producer (whose own flush then waits for the broker's acknowledgement).
 
+``ProducerBuffer._send_pending`` is counted while it runs (``sending``): the buffer's ``size`` drops as soon as
+its sender *takes* a message, but handing it to aiokafka can take a while (``AIOKafkaProducer.send`` waits for
+metadata, and for the partition's full batch to be drained, one produce round trip on a slow cluster), and
+aiokafka's ``flush`` only waits for the batches that exist when it is called. So ``drain`` on ``size`` alone let
+a commit cover one table update still on its way; a worker SIGKILLed (or a partition handed over) right after
+lost it while its event stayed committed. ``drain`` waits for that message too.
+
 ``ProducerBuffer.max_messages`` (faust-streaming 0.15.3: 100): above it, the conductor logs ``producer buffer
 full`` and stops taking records until 100 were sent. One batch writes up to ``batch_size`` (500) subjects,
 so every batch crossed it: a warning per batch and a stall on every one (issue 13 counted 1,505 in one
@@ -43,6 +50,7 @@ from faust.transport.producer import ProducerBuffer
 from stream.restore import BulkRestore
 
 _PATCHED = "_bindwatch_drains"
+_SENDING = "_bindwatch_sending"
 BUFFER_MAX_MESSAGES = 5000
 """Table writes the producer buffer holds before the conductor waits for it (``ProducerBuffer.max_messages``)."""
 _RESTORE_PATCHED = "_bindwatch_bulk_restore"
@@ -105,11 +113,27 @@ def recovery_completed(app: Any) -> bool:
     return bool(app.tables.recovery.completed.is_set())
 
 
+def sending(buf: Any) -> int:
+    """Messages the buffer's sender has taken and is still handing to the Kafka producer (0 or 1)."""
+    return int(getattr(buf, _SENDING, 0))
+
+
+async def _send_pending_counted(self: Any, fut: Any) -> None:
+    """``ProducerBuffer._send_pending``, counted in ``sending`` while it runs (its ``_handle_pending`` task
+    takes a message from ``pending``, awaits this, then sets ``message_sent``)."""
+    setattr(self, _SENDING, sending(self) + 1)
+    try:
+        await _ORIGINAL_SEND_PENDING(self, fut)
+    finally:
+        setattr(self, _SENDING, sending(self) - 1)
+
+
 async def drain(self: Any) -> None:
-    """Flush *all* buffered messages, however long the background sender takes (replaces
-    ``ProducerBuffer.flush``; uses its ``size``, ``state`` and ``message_sent``, set by ``_handle_pending``)."""
-    while self.size:
-        if self.state != "running":
+    """Flush *all* buffered messages, however long the background sender takes, including the one it is
+    handing to the Kafka producer (replaces ``ProducerBuffer.flush``; uses its ``size``, ``state`` and
+    ``message_sent``, set by ``_handle_pending``, and ``sending``)."""
+    while self.size or sending(self):
+        if self.size and self.state != "running":
             raise RuntimeError(f"Cannot flush: producer buffer is {self.state} with {self.size} messages left")
         self.message_sent.clear()
         try:
@@ -238,12 +262,14 @@ async def _build_offsets_then_bulk_restore(self: Any, consumer: Any, tps: Any, d
 
 
 _ORIGINAL_BUILD_OFFSETS = Recovery._build_offsets
+_ORIGINAL_SEND_PENDING = ProducerBuffer._send_pending
 
 
 def apply_fixes() -> None:
     """Install the patches above (idempotent)."""
     if not getattr(ProducerBuffer, _PATCHED, False):
         ProducerBuffer.flush = drain  # type: ignore[method-assign]
+        ProducerBuffer._send_pending = _send_pending_counted  # type: ignore[method-assign]
         setattr(ProducerBuffer, _PATCHED, True)
     ProducerBuffer.max_messages = BUFFER_MAX_MESSAGES
     if not getattr(Recovery, _RESTORE_PATCHED, False):

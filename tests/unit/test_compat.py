@@ -163,11 +163,49 @@ def test_patched_flush_drains_a_real_producer_buffer(app: faust.App) -> None:
         return left, channel.published
 
     left, published = asyncio.run(run())
-    assert left == 0 and published >= 2  # the last one may still be in flight when the queue is empty
+    assert left == 0 and published == 3  # the last one too: flush waits for the message being sent
+
+
+def test_flush_waits_for_the_message_the_sender_has_taken(app: faust.App) -> None:
+    """Once Faust's sender has taken a message, the buffer's ``size`` is 0 while the message is still on its
+    way to the Kafka producer (``_send_pending``: aiokafka's ``send`` waits for metadata and for room in the
+    partition's batch). A flush that looked at ``size`` alone returned then, and the commit that followed
+    covered a table update that a crash could still lose. Uses ``_send_pending`` and ``_handle_pending``."""
+
+    async def run() -> tuple[tuple[int, int, int], int, int]:
+        channel = SlowChannel()
+        buf = ProducerBuffer()
+        buf.app = app
+        await buf.start()
+        buf.put(types.SimpleNamespace(message=types.SimpleNamespace(channel=channel)))  # type: ignore[arg-type]
+        await asyncio.sleep(0.1)  # the sender has taken it; publishing takes 0.3 s
+        taken = (buf.size, compat.sending(buf), channel.published)
+        await buf.flush()
+        published, after = channel.published, compat.sending(buf)
+        await buf.stop()
+        return taken, published, after
+
+    taken, published, after = asyncio.run(run())
+    assert taken == (0, 1, 0)  # what ``size`` cannot see
+    assert published == 1 and after == 0
+
+
+def test_fausts_sender_takes_the_message_before_it_is_sent() -> None:
+    """The order ``sending`` relies on: ``_handle_pending`` takes a message off ``pending`` (``size`` drops),
+    awaits ``_send_pending``, and only then sets ``message_sent``."""
+    src = inspect.getsource(ProducerBuffer._handle_pending.fun)  # a mode ServiceTask
+    get, send, sent = (
+        src.index("await get_pending()"),
+        src.index("await send_pending(msg)"),
+        src.index("self.message_sent.set()"),
+    )
+    assert get < send < sent
+    assert "send_pending = self._send_pending" in src
 
 
 def test_the_fix_is_installed() -> None:
     assert ProducerBuffer.flush is compat.drain
+    assert ProducerBuffer._send_pending is compat._send_pending_counted
     assert ProducerBuffer.max_messages == compat.BUFFER_MAX_MESSAGES
 
 
@@ -382,3 +420,117 @@ def test_kafka_producer_is_the_aiokafka_producer_inside_fausts(app: faust.App) -
     producer._producer = fake  # type: ignore[attr-defined]
     assert compat.kafka_producer(app) is fake
     assert callable(AIOKafkaProducer.create_batch) and inspect.iscoroutinefunction(AIOKafkaProducer.send_batch)
+
+
+# --- a standby promoted to active (issue 17, the failed standby run) -------------------------------
+class ServedConsumer:
+    """Stands for the bulk restore's aiokafka consumer: serves one changelog partition from where it is
+    sought, and records that position."""
+
+    def __init__(self, records: list[Any]) -> None:
+        self.records = records
+        self.sought: list[int] = []
+        self.pos = 0
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def assign(self, tps: list[Any]) -> None: ...
+
+    def seek(self, tp: Any, offset: int) -> None:
+        self.sought.append(offset)
+        self.pos = offset
+
+    async def position(self, tp: Any) -> int:
+        return self.pos
+
+    async def getmany(self, *tps: Any, timeout_ms: int, max_records: int) -> dict[Any, list[Any]]:
+        recs = [r for r in self.records if r.offset >= self.pos]
+        if not recs:
+            return {}
+        self.pos = recs[-1].offset + 1
+        return {tps[0]: recs}
+
+
+def test_a_promoted_standby_resumes_from_what_its_copy_applied(tmp_path: Any) -> None:
+    """Faust's promotion of a standby partition with the bulk restore hooked in, on real Faust objects and a
+    real RocksDB store: ``Recovery.add_active`` (what ``Recovery.on_rebalance`` calls) starts the partition at
+    the offset its standby copy *persisted* (records the standby had read but not yet applied do not count),
+    and the bulk restore applies exactly the records after it up to the high-water mark, in order. A start
+    taken from the standby's in-memory offset would skip records 6 and 7 and leave k0 and k1 stale."""
+    from aiokafka import TopicPartition
+    from faust.events import Event
+    from faust.tables.recovery import Recovery
+    from faust.types import TP
+    from faust.types.tuples import Message
+
+    from stream.restore import BulkRestore
+
+    a = faust.App("promo-test", broker="kafka://127.0.0.1:1", store="rocksdb://", datadir=str(tmp_path))
+    try:
+        table = a.Table("t", key_type=str, value_type=bytes, partitions=2)
+        compat.use_raw_keys(table)
+        tp = TP("promo-test-t-changelog", 1)
+        keys = [b"k0", b"k1", b"k2"]
+        log = [Message(tp.topic, 1, o, 0.0, 0, None, keys[o % 3], b"v%d" % o, None) for o in range(10)]
+        # The standby copy: Faust's _slurp_changelogs applied records 0-5 (a batch, then the offset) and had
+        # read 6 and 7 into its buffer when the rebalance came.
+        table.apply_changelog_batch([Event(a, m.key, m.value, None, m) for m in log[:6]])
+        recovery = Recovery(a, a.tables)
+        recovery.add_standby(table, tp)
+        recovery.standby_offsets[tp] = 7
+        # The promotion: the changelog partition becomes active; high-water mark 9 (the dead worker's last write).
+        recovery.add_active(table, tp)
+        assert recovery.active_offsets[tp] == 5
+        recovery.active_highwaters[tp] = 9
+        served = ServedConsumer(
+            [types.SimpleNamespace(topic=m.topic, partition=1, offset=m.offset, key=m.key, value=m.value) for m in log]
+        )
+        compat.use_bulk_restore(a, BulkRestore("unused:9092", 30.0, consumer_factory=lambda: served))
+        asyncio.run(recovery._build_offsets(EarliestConsumer(), {tp}, recovery.active_offsets, "active"))  # type: ignore[arg-type]
+
+        assert served.sought == [6]
+        assert recovery.active_offsets[tp] == 9  # Faust's own recovery has nothing left to read
+        assert table.persisted_offset(tp) == 9
+        ev = Ev()
+        ev.message = TopicPartition(tp.topic, 1)  # type: ignore[attr-defined]
+
+        def read() -> list[bytes]:
+            compat.use_event(ev)  # reads go to partition 1's database
+            return [table[k.decode()] for k in keys]
+
+        assert contextvars.copy_context().run(read) == [b"v9", b"v7", b"v8"]
+    finally:
+        if not a.loop.is_closed():
+            a.loop.close()
+        gc.collect()
+
+
+def test_fausts_copy_of_a_partition_resumes_after_its_own_last_write(tmp_path: Any) -> None:
+    """Documents the Faust behaviour behind hypothesis 3 of the failed standby run (``docs/reliability.md``):
+    the persisted offset of a partition a worker writes is the offset of its *own* last acknowledged changelog
+    write (``Table._on_changelog_sent``), and a standby copy (or a promotion) of that partition on the same
+    worker starts there. If another worker's records sit before it (two writers during a rebalance), the copy
+    never reads them."""
+    from faust.tables.recovery import Recovery
+    from faust.types import TP
+
+    a = faust.App("own-test", broker="kafka://127.0.0.1:1", store="rocksdb://", datadir=str(tmp_path))
+    try:
+        table = a.Table("t", key_type=str, value_type=bytes, partitions=2)
+        tp = TP("own-test-t-changelog", 0)
+
+        def acked(offset: int) -> Any:  # the future of one of this worker's changelog writes, acknowledged
+            return types.SimpleNamespace(result=lambda: types.SimpleNamespace(topic_partition=tp, offset=offset))
+
+        table._on_changelog_sent(acked(4))  # type: ignore[attr-defined]  # its write, while it owned the partition
+        # offset 5: the new owner's first write; offset 6: this worker's late write, acknowledged after it
+        table._on_changelog_sent(acked(6))  # type: ignore[attr-defined]
+        recovery = Recovery(a, a.tables)
+        recovery.add_standby(table, tp)  # the partition is this worker's standby now
+        assert recovery.standby_offsets[tp] == 6  # record 5 is behind the copy's start: never applied
+    finally:
+        if not a.loop.is_closed():
+            a.loop.close()
+        gc.collect()
