@@ -588,9 +588,15 @@ def stream_profile(ctx: Ctx) -> dict[str, Any]:
     worker for the whole drain (started as soon as it is ready, so the start-up is not in it) and
     ``bench.profiling`` summarises the stacks. ``--events`` sizes the backlog (quick 30,000)."""
     n = int(ctx.shared.get("events") or ctx.pick(200_000, 30_000))
-    topic, _ = _backlog(ctx, n)
-    s = kafka_io.stream_settings(ctx.bootstrap, kafka_io.tag("prof"), topic)
-    kafka_io.setup(s)
+    storm = os.environ.get("BENCH_PROFILE_WORKLOAD", "backlog") == "storm"  # the stream_storm workload instead
+    if storm:
+        s = kafka_io.stream_settings(ctx.bootstrap, kafka_io.tag("prof-storm"))
+        kafka_io.setup(s)
+        kafka_io.produce(ctx.bootstrap, s.events_topic, workload.storm(n, s.app_id))
+    else:
+        topic, _ = _backlog(ctx, n)
+        s = kafka_io.stream_settings(ctx.bootstrap, kafka_io.tag("prof"), topic)
+        kafka_io.setup(s)
     (w,) = _workers(ctx, s, 1, "worker-prof")
     out = ctx.out / "profile-drain.txt"
     with procs.running(w, timeout=180):
@@ -606,4 +612,5 @@ def stream_profile(ctx: Ctx) -> dict[str, Any]:
     res["agent_crashes"] = crashes([w])
     res["log_trouble"] = log_trouble([w])
     res["profile"] = {"file": out.name, **(profiling.summarise(out) if out.exists() else {"error": "py-spy failed"})}
+    res["workload"] = "storm" if storm else "backlog"
     return res

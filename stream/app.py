@@ -167,6 +167,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         "mask": mask,
         "firing_outage": lambda: known_outage["ref"],
         "partitions": s.partitions,
+        "hot_subjects": s.hot_subjects,
     }
     caller_core = StageCore(
         rules.Kind.CALLER,
@@ -277,6 +278,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     async def on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         for core, _ticks, _table in cores:
             core.restart_scan()  # start the next pass over what this worker holds after the rebalance
+            core.forget()  # another worker may write these subjects now: read them from the table again
         for counter in counters.values():
             counter.drop(set())  # read back from the table: another worker may have counted meanwhile
         known_outage["joined"] = None

@@ -61,6 +61,10 @@ class StreamSettings(BaseSettings):
     alert, per stage. Faust moves records into the batch only during this wait, so under load it also sets
     the batch size: 20 ms gave batches of ~40 events on a loaded 2-core machine, 100 ms ~300, and 16% less
     CPU per event (bench/README.md); 50 ms keeps push-to-alert well inside its 500 ms target."""
+    hot_subjects: int = Field(default=10000, ge=0, le=1_000_000)
+    """Decoded subjects each stage keeps between batches (the most recently written; 0 turns it off): a subject
+    seen again (a repeat caller, a hot DID, a storm) skips its table read and decode. Dropped at every
+    rebalance and recovery; the table stays the only durable copy."""
     producer_linger_ms: int = Field(default=10, ge=0, le=1000)
     """How long the worker's producer waits to fill a batch. Every event makes at least three records (the
     caller changelog, the by-DID forward and the DID changelog); at 0 each tends to go out as its own produce

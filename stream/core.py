@@ -25,6 +25,7 @@ and the tick comes back here as an ``Item`` without a failure.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -126,6 +127,7 @@ class StageCore:
         counter: StageCounter | None = None,
         firing_outage: Callable[[], outage.OutageRef | None] | None = None,
         partitions: int = 8,
+        hot_subjects: int = 0,
     ) -> None:
         self.kind = kind
         self.table = table
@@ -148,6 +150,13 @@ class StageCore:
         """Wall-clock ms at which each firing subject of this worker may resolve."""
         self._scan: Iterator[tuple[str, bytes]] | None = None
         self._horizon = policy.horizon_ms(kind)
+        self.hot_subjects = hot_subjects
+        """How many decoded subjects to keep between batches (0: none), least recently written dropped first."""
+        self._hot: OrderedDict[str, SubjectState] = OrderedDict()
+        """Subjects as last written by this core: the table value is ``state.dump()`` of exactly this object.
+        An entry is taken out while its batch runs and put back only once the batch's writes are acknowledged,
+        so a failed batch leaves nothing here that the table does not hold; ``forget`` empties it whenever
+        another worker may have written (a rebalance, a recovery)."""
 
     # --- the batch ------------------------------------------------------------------------------
     async def process(self, items: Sequence[Item]) -> None:
@@ -162,11 +171,16 @@ class StageCore:
         forwards: list[bundle.Entry] = []
         last_ts: int | None = None
         counted: dict[int, tuple[outage.PartitionCounts, Any, int, int]] = {}  # p -> counts, where, start, last
+        hot = self._hot
         for item in items:
             key = item.key
             if key not in states:
-                raw = self.table.get(key, item.where)
-                states[key] = SubjectState.load(raw) if raw else None
+                cached = hot.pop(key, None) if hot else None
+                if cached is not None:
+                    states[key] = cached
+                else:
+                    raw = self.table.get(key, item.where)
+                    states[key] = SubjectState.load(raw) if raw else None
                 where[key] = item.where
             state = states[key]
             if item.failure is None:  # a tick
@@ -212,12 +226,28 @@ class StageCore:
         for key in dirty:
             self._write(key, states[key], where[key])
         await self.table.written()
+        if self.hot_subjects:
+            self._keep_hot(dirty, states)
         # 3. then (caller stage) every event forwarded
         if self.forwarder is not None and forwards:
             await self.forwarder.forward(forwards)
         self.metrics.firing.labels(self.kind.value).set(len(self.due))
         if last_ts is not None:
             self.metrics.lag.labels(self.kind.value).set(max(0.0, (now - last_ts) / 1000))
+
+    def _keep_hot(self, written: Iterable[str], states: dict[str, SubjectState | None]) -> None:
+        hot = self._hot
+        for key in written:
+            state = states[key]
+            if state is not None:
+                hot[key] = state  # taken out at the batch's start: re-inserted as the most recent
+        while len(hot) > self.hot_subjects:
+            hot.popitem(last=False)
+
+    def forget(self) -> None:
+        """Drop the decoded subjects kept between batches: the table is the truth again (after a rebalance or a
+        recovery, when another worker may have written them)."""
+        self._hot.clear()
 
     def _count(
         self,
@@ -302,6 +332,7 @@ class StageCore:
     # --- wall clock ----------------------------------------------------------------------------
     def rebuild_due(self) -> None:
         """Rebuild the index of firing subjects from the table (after recovery or a rebalance)."""
+        self.forget()
         self.due.clear()
         self.firing.clear()
         resolve_min = min(self.policy.resolve_after_ms(sp) for sp in self.policy.specs(self.kind))
