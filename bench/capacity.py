@@ -45,7 +45,7 @@ class Figures:
 # The figures the docs' table uses (bench/README.md and docs/deployment.md name the runs).
 FIGURES = Figures(
     gateway_us_per_push=331,
-    worker_us_per_event=360,
+    worker_us_per_event=207,
     broker_us_per_event=550,
     broker_fixed_cores=0.35,
     # Used only when standbys > 0: a worker with a standby used 1.66x the CPU per event of one without
@@ -53,17 +53,17 @@ FIGURES = Figures(
     standby_us_per_event=451,
     bytes_per_event={
         "events": 538,  # written by the gateway (one push per produce request at these rates): the cluster run
-        "by-did": 90.8,
-        "alerts": 11.1,
-        "callers changelog": 407.9,
-        "dids changelog": 454.4,
+        "by-did": 80.4,
+        "alerts": 10.9,
+        "callers changelog": 283.6,  # one record batch per partition and batch (stream/changelog.py)
+        "dids changelog": 203.8,
         "outage partials": 4.3,
         "overview": 0.8,
     },
     sources={
         "gateway_us_per_push": "bench/README.md, gateway_throughput 2026-11-29 11:24, commit b9752c2, 1 uvicorn worker",
         "worker_us_per_event": "bench/README.md, latest run: stream_throughput, 1 worker, outage detection on, "
-        "2026-11-29 13:06, commit 0fa989b, quiet machine",
+        "2026-11-29 14:54, commit 2fb8dfd, quiet machine",
         "broker_us_per_event": "docs/reliability.md cluster run 2026-11-29 11:48-12:33: CPU of the 3 brokers sampled "
         "every 10 s against events accepted, least squares over 129 intervals (0.35 cores + 550 us per event)",
         "standby_us_per_event": "bench/README.md, stream_failover 20261129T121333Z-full: 1,133 - 682 us per event",
