@@ -18,7 +18,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import faust
@@ -73,27 +73,26 @@ class KafkaAlerts:
             await asyncio.gather(*sent)
 
 
-async def run_batch(core: StageCore, items: Sequence[Item], oldest_ms: int | None = None) -> None:
-    """Process one batch, or end the worker without acknowledging it.
+async def run_batch(core: StageCore, events: Sequence[Any], to_items: Callable[[Sequence[Any]], list[Item]]) -> None:
+    """Turn one batch of records into items and process them, or end the worker without acknowledging it.
 
-    If the core raises, the batch's events must not be acknowledged: they would be committed with their
-    table updates missing. Faust may acknowledge them anyway once the agent fails (``take_events`` acks its
-    buffered events in a ``finally`` that runs when the generator is closed, faust-streaming 0.15.3) and its
-    supervisor restarts the agent on the records after them; so the worker exits at once (no flush, no
-    commit), and the next start replays from the last commit, which the dedup makes exact.
+    If either raises, the batch's events must not be acknowledged: they would be committed with their table
+    updates missing. Faust's supervisor would restart the agent on the records after them, and the passive
+    reader acknowledges what it reads between the batching loop's end and its restart
+    (``compat.take_batches``); so the worker exits at once (no flush, no commit), and the next start replays
+    from the last commit, which the dedup makes exact.
     """
     stage = core.kind.value
     metrics = core.metrics
-    started = time.monotonic()
-    if oldest_ms is not None:
-        metrics.waited.labels(stage).observe(max(0.0, time.time() - oldest_ms / 1000))
     try:
-        await core.process(items)
+        started = time.monotonic()
+        oldest_ms = oldest_timestamp_ms(events)
+        if oldest_ms is not None:
+            metrics.waited.labels(stage).observe(max(0.0, time.time() - oldest_ms / 1000))
+        await core.process(to_items(events))
         metrics.batch_seconds.labels(stage).observe(time.monotonic() - started)
     except Exception:
-        log.critical(
-            "a %s batch failed; exiting so that it is replayed from the last commit", core.kind.value, exc_info=True
-        )
+        log.critical("a %s batch failed; exiting so that it is replayed from the last commit", stage, exc_info=True)
         logging.shutdown()
         os._exit(EXIT_BATCH_FAILED)
 
@@ -201,48 +200,53 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     def key_of(ev: Any) -> str:
         return ev.key if isinstance(ev.key, str) else (ev.key or b"").decode(errors="replace")
 
+    def caller_items(events: Sequence[Any]) -> list[Item]:
+        items = []
+        for ev in events:
+            if ev.message.topic == s.caller_ticks_topic:
+                items.append(Item(key_of(ev), ev))
+                continue
+            event = decode_or_skip("caller", ev.value)
+            if event is None:
+                continue
+            if event.code == 0:
+                metrics.seen("caller", "ignored")
+                continue
+            e = bundle.entry_of(event)
+            failure = rules.Failure(e.ts, e.rid, e.did)
+            msg = ev.message
+            items.append(Item(event.caller, ev, failure, e, msg.partition, msg.offset, event.action))
+        return items
+
+    def did_items(events: Sequence[Any]) -> list[Item]:
+        items: list[Item] = []
+        for ev in events:
+            if ev.message.topic == s.did_ticks_topic:
+                items.append(Item(key_of(ev), ev))
+                continue
+            try:
+                entries = bundle.decode(ev.value)
+            except ValueError as exc:
+                metrics.seen("did", "invalid")
+                log.error("skipping an undecodable record on did: %s", exc)
+                continue
+            msg = ev.message
+            items += [
+                Item(e.did, ev, rules.Failure(e.ts, e.rid, e.caller), None, msg.partition, msg.offset) for e in entries
+            ]
+        return items
+
     @app.agent(app.topic(s.events_topic, s.caller_ticks_topic, key_type=str, value_type=bytes))
     async def count_by_caller(stream: Any) -> None:
         """Events in batches: each caller read and written once per batch; one by-DID bundle per partition."""
         async for events in compat.take_batches(stream, s.batch_size, s.batch_wait_ms / 1000):
-            items = []
-            for ev in events:
-                if ev.message.topic == s.caller_ticks_topic:
-                    items.append(Item(key_of(ev), ev))
-                    continue
-                event = decode_or_skip("caller", ev.value)
-                if event is None:
-                    continue
-                if event.code == 0:
-                    metrics.seen("caller", "ignored")
-                    continue
-                e = bundle.entry_of(event)
-                failure = rules.Failure(e.ts, e.rid, e.did)
-                msg = ev.message
-                items.append(Item(event.caller, ev, failure, e, msg.partition, msg.offset, event.action))
-            await run_batch(caller_core, items, oldest_timestamp_ms(events))
+            await run_batch(caller_core, events, caller_items)
 
     @app.agent(app.topic(s.by_did_topic, s.did_ticks_topic, key_type=str, value_type=bytes))
     async def count_by_did(stream: Any) -> None:
         """Bundles (and ticks) in batches: each DID in a batch read and written once."""
         async for events in compat.take_batches(stream, s.did_batch_records, s.batch_wait_ms / 1000):
-            items = []
-            for ev in events:
-                if ev.message.topic == s.did_ticks_topic:
-                    items.append(Item(key_of(ev), ev))
-                    continue
-                try:
-                    entries = bundle.decode(ev.value)
-                except ValueError as exc:
-                    metrics.seen("did", "invalid")
-                    log.error("skipping an undecodable record on did: %s", exc)
-                    continue
-                msg = ev.message
-                items += [
-                    Item(e.did, ev, rules.Failure(e.ts, e.rid, e.caller), None, msg.partition, msg.offset)
-                    for e in entries
-                ]
-            await run_batch(did_core, items, oldest_timestamp_ms(events))
+            await run_batch(did_core, events, did_items)
 
     def rebuild_index(core: StageCore) -> Any:
         async def _rebuild() -> None:

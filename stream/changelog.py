@@ -50,11 +50,26 @@ class Write:
     where: Any
 
 
+MAX_RECORD_BYTES = 1_000_000
+"""The largest changelog record sent (key and value): Kafka's default ``max.message.bytes`` is 1 MiB per record
+batch. aiokafka's batch interface, unlike its ``send``, does not check it, and the broker's refusal would fail the
+batch on every replay. A subject stays far below it (``max_events_per_subject`` 2,000 failures: ~150 KB)."""
+
+
 async def send_batches(producer: BatchProducer, topic: str, writes: Iterable[Write]) -> dict[int, int]:
     """Send ``writes`` to ``topic``, each partition's in their order; return once the broker acknowledged all
-    of them, with the offset of the last record written to each partition."""
+    of them, with the offset of the last record written to each partition.
+
+    A partition's writes usually fit one batch. When they do not, the next batch of that partition is sent only
+    once the one before is acknowledged: aiokafka keeps one batch per partition in flight and retries it in
+    order, but a batch that fails for good (or expires) would not stop the next one, and a later record (a
+    subject) would then be stored without an earlier one (the partition's outage counts). Partitions go in
+    parallel. Each batch is closed before it is sent, so it leaves at once instead of after the linger."""
     by_partition: dict[int, list[Write]] = {}
     for w in writes:
+        size = len(w.key) + len(w.value or b"")
+        if size > MAX_RECORD_BYTES:
+            raise ValueError(f"a {size}-byte changelog record for partition {w.partition} exceeds {MAX_RECORD_BYTES}")
         by_partition.setdefault(w.partition, []).append(w)
     sent: list[tuple[int, int, Any]] = []  # partition, records in the batch, its delivery future
     for partition, part in by_partition.items():
@@ -62,11 +77,15 @@ async def send_batches(producer: BatchProducer, topic: str, writes: Iterable[Wri
         for w in part:
             key = w.key.encode()
             if batch.append(key=key, value=w.value, timestamp=None) is None:  # full: send it, start another
-                sent.append((partition, n, await producer.send_batch(batch, topic, partition=partition)))
+                batch.close()
+                delivery = await producer.send_batch(batch, topic, partition=partition)
+                await delivery  # acknowledged before the next batch of this partition goes (see above)
+                sent.append((partition, n, delivery))
                 batch, n = producer.create_batch(), 0
                 if batch.append(key=key, value=w.value, timestamp=None) is None:
-                    raise ValueError(f"a {len(w.value or b'')}-byte value does not fit an empty producer batch")
+                    raise RuntimeError("an empty producer batch refused a record")  # aiokafka takes any first one
             n += 1
+        batch.close()
         sent.append((partition, n, await producer.send_batch(batch, topic, partition=partition)))
     last: dict[int, int] = {}
     for partition, n, delivery in sent:

@@ -57,14 +57,14 @@ class StreamSettings(BaseSettings):
     and written once, and their alerts are acknowledged together. A caller batch makes one bundle per DID
     partition, so the default takes about four caller batches' worth."""
     batch_wait_ms: int = Field(default=50, ge=1, le=5000)
-    """How long each stage waits to fill a batch (less when the batch fills first): the latency it adds to an
-    alert, per stage. Faust moves records into the batch only during this wait, so under load it also sets
-    the batch size: 20 ms gave batches of ~40 events on a loaded 2-core machine, 100 ms ~300, and 16% less
-    CPU per event (bench/README.md); 50 ms keeps push-to-alert well inside its 500 ms target."""
+    """How long a batch's first event may wait for company (less when the batch fills first): the most a stage adds
+    to an alert's latency besides processing. The stream is read on while a batch is processed
+    (``compat.take_batches``), so under load batches grow with the processing time, not with this wait."""
     hot_subjects: int = Field(default=10000, ge=0, le=1_000_000)
     """Decoded subjects each stage keeps between batches (the most recently written; 0 turns it off): a subject
-    seen again (a repeat caller, a hot DID, a storm) skips its table read and decode. Dropped at every
-    rebalance and recovery; the table stays the only durable copy."""
+    seen again (a repeat caller, a hot DID, a storm) skips its table read and decode. Also bounded by the size of
+    their table values (``stream.core.HOT_VALUE_BYTES``, 32 MiB). Dropped at every rebalance and recovery; the
+    table stays the only durable copy."""
     producer_linger_ms: int = Field(default=10, ge=0, le=1000)
     """How long the worker's producer waits to fill a batch. Every event makes at least three records (the
     caller changelog, the by-DID forward and the DID changelog); at 0 each tends to go out as its own produce

@@ -106,6 +106,10 @@ class BundleForwarder:
                 await self._send(partition, bundle.encode(chunk))
 
 
+HOT_VALUE_BYTES = 32 * 1024 * 1024
+"""Table-value bytes of the subjects a stage keeps decoded (``hot_subjects``), on top of their count: a storm's
+DID holds up to 2,000 failures (~150 KB); the decoded objects take a few times their value's size."""
+
 FAILURES_SHOWN = 500
 """Retained failures the query API lists per subject (the newest; ``retainedFailures`` counts them all)."""
 
@@ -152,7 +156,8 @@ class StageCore:
         self._horizon = policy.horizon_ms(kind)
         self.hot_subjects = hot_subjects
         """How many decoded subjects to keep between batches (0: none), least recently written dropped first."""
-        self._hot: OrderedDict[str, SubjectState] = OrderedDict()
+        self._hot: OrderedDict[str, tuple[SubjectState, int]] = OrderedDict()
+        self._hot_bytes = 0
         """Subjects as last written by this core: the table value is ``state.dump()`` of exactly this object.
         An entry is taken out while its batch runs and put back only once the batch's writes are acknowledged,
         so a failed batch leaves nothing here that the table does not hold; ``forget`` empties it whenever
@@ -177,7 +182,8 @@ class StageCore:
             if key not in states:
                 cached = hot.pop(key, None) if hot else None
                 if cached is not None:
-                    states[key] = cached
+                    states[key] = cached[0]
+                    self._hot_bytes -= cached[1]
                 else:
                     raw = self.table.get(key, item.where)
                     states[key] = SubjectState.load(raw) if raw else None
@@ -223,11 +229,10 @@ class StageCore:
             c.advance(last)
             self.table.set(counts_key(p), c.dump(), at)
         # 2. then each changed subject written once, and the writes acknowledged
-        for key in dirty:
-            self._write(key, states[key], where[key])
+        sizes = {key: self._write(key, states[key], where[key]) for key in dirty}
         await self.table.written()
         if self.hot_subjects:
-            self._keep_hot(dirty, states)
+            self._keep_hot(sizes, states)
         # 3. then (caller stage) every event forwarded
         if self.forwarder is not None and forwards:
             await self.forwarder.forward(forwards)
@@ -235,19 +240,21 @@ class StageCore:
         if last_ts is not None:
             self.metrics.lag.labels(self.kind.value).set(max(0.0, (now - last_ts) / 1000))
 
-    def _keep_hot(self, written: Iterable[str], states: dict[str, SubjectState | None]) -> None:
+    def _keep_hot(self, sizes: dict[str, int], states: dict[str, SubjectState | None]) -> None:
         hot = self._hot
-        for key in written:
+        for key, size in sizes.items():
             state = states[key]
             if state is not None:
-                hot[key] = state  # taken out at the batch's start: re-inserted as the most recent
-        while len(hot) > self.hot_subjects:
-            hot.popitem(last=False)
+                hot[key] = (state, size)  # taken out at the batch's start: re-inserted as the most recent
+                self._hot_bytes += size
+        while hot and (len(hot) > self.hot_subjects or self._hot_bytes > HOT_VALUE_BYTES):
+            self._hot_bytes -= hot.popitem(last=False)[1][1]
 
     def forget(self) -> None:
         """Drop the decoded subjects kept between batches: the table is the truth again (after a rebalance or a
         recovery, when another worker may have written them)."""
         self._hot.clear()
+        self._hot_bytes = 0
 
     def _count(
         self,
@@ -275,20 +282,23 @@ class StageCore:
         if outcome.counted:
             self.counter.top(item.partition).add(item.key, f.ts)
 
-    def _write(self, key: str, state: SubjectState | None, where: Any) -> None:
+    def _write(self, key: str, state: SubjectState | None, where: Any) -> int:
+        """Write one subject (None: delete it); return the size of the value written."""
         if state is None:
             self.table.delete(key, where)
             self.due.pop(key, None)
             self.firing.pop(key, None)
             self.metrics.deleted.labels(self.kind.value).inc()
-            return
-        self.table.set(key, state.dump(), where)
+            return 0
+        value = state.dump()
+        self.table.set(key, value, where)
         self._note_firing(key, state)
         due = rules.next_due_ms(state, self.policy)
         if due is None:
             self.due.pop(key, None)
         else:
             self.due[key] = due
+        return len(value)
 
     def _note_firing(self, key: str, state: SubjectState) -> None:
         firing = frozenset(a.rule.value for a in state.alerts.values() if a.firing)

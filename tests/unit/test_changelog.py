@@ -14,19 +14,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.changelog import BatchedTable, Write, send_batches
+from stream.changelog import MAX_RECORD_BYTES, BatchedTable, Write, send_batches
 
 
 @dataclass
 class Batch:
     capacity: int
     records: list[tuple[bytes, bytes | None]] = field(default_factory=list)
+    closed: bool = False
 
     def append(self, *, key: bytes, value: bytes | None, timestamp: Any) -> object | None:
-        if len(self.records) >= self.capacity or (value is not None and len(value) > 100):
+        if self.closed or len(self.records) >= self.capacity:
             return None
         self.records.append((key, value))
         return object()
+
+    def close(self) -> None:
+        self.closed = True
 
 
 class Producer:
@@ -41,13 +45,16 @@ class Producer:
         self.release.set()
         self.error: Exception | None = None
         self.deliveries: list[asyncio.Task[None]] = []
+        self.journal: list[str] = []
 
     def create_batch(self) -> Batch:
         return Batch(self.capacity)
 
     async def send_batch(self, batch: Batch, topic: str, *, partition: int) -> asyncio.Future[Any]:
         assert topic == "app-callers-changelog"
+        assert batch.closed, "an open batch waits for the linger before it is sent"
         self.batches += 1
+        self.journal.append(f"send {partition}")
         log = self.log.setdefault(partition, [])
         base = len(log)
         log += batch.records
@@ -58,6 +65,7 @@ class Producer:
             if self.error is not None:
                 done.set_exception(self.error)
             else:
+                self.journal.append(f"ack {partition}")
                 done.set_result(SimpleNamespace(offset=base))
 
         self.deliveries.append(asyncio.ensure_future(deliver()))
@@ -112,9 +120,21 @@ def test_each_partition_gets_its_writes_in_order_and_its_last_offset(
     assert producer.batches == sum(-(-len(r) // capacity) for r in want.values())
 
 
-def test_a_value_too_big_for_an_empty_batch_is_an_error_naming_its_size() -> None:
-    with pytest.raises(ValueError, match="a 101-byte value does not fit"):
-        asyncio.run(send_batches(Producer(), "app-callers-changelog", [Write(0, "a", b"x" * 101, Where(0))]))
+def test_a_partitions_next_batch_goes_only_once_the_one_before_is_acknowledged() -> None:
+    producer = Producer(capacity=2)
+    ws = [Write(p, f"k{i}", b"v", Where(p)) for i in range(5) for p in (0, 1)]
+    asyncio.run(send_batches(producer, "app-callers-changelog", ws))
+    for p in (0, 1):
+        mine = [e for e in producer.journal if e.endswith(f" {p}")]
+        assert mine == [f"send {p}", f"ack {p}"] * 3  # never two of a partition's batches unacknowledged
+
+
+def test_a_record_too_big_for_the_broker_is_an_error_naming_its_size_before_anything_is_sent() -> None:
+    producer = Producer()
+    big = b"x" * MAX_RECORD_BYTES
+    with pytest.raises(ValueError, match=f"a {MAX_RECORD_BYTES + 1}-byte changelog record for partition 3 exceeds"):
+        asyncio.run(send_batches(producer, "app-callers-changelog", [Write(3, "a", big, Where(3))]))
+    assert producer.batches == 0
 
 
 def test_writes_reach_the_store_and_its_offsets_only_after_the_broker_acknowledged_them() -> None:

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import stream.core
 from schemas import Alert
 from stream.core import Item, StageCore
 from stream.rules import Failure, Kind, Policy
@@ -147,3 +148,22 @@ def test_a_failed_batch_keeps_nothing_the_table_does_not_hold() -> None:
 
     after = asyncio.run(run())
     assert after is not None and table.reads == 2
+
+
+@pytest.mark.parametrize(("budget", "reads"), [(0, [2, 4, 6]), (10**9, [2, 2, 2])])
+def test_the_kept_subjects_stay_within_the_byte_budget(
+    monkeypatch: pytest.MonkeyPatch, budget: int, reads: list[int]
+) -> None:
+    monkeypatch.setattr(stream.core, "HOT_VALUE_BYTES", budget)
+    clock = [T0 + 10 * MINUTE]
+    c, table, _ = core(Kind.CALLER, 10, clock)
+
+    async def run() -> list[int]:
+        out = []
+        for i in range(3):
+            await c.process([Item(k, None, Failure(T0 + i * 1000, f"{k}{i}", "d")) for k in ("a", "b")])
+            out.append(table.reads)
+        return out
+
+    assert asyncio.run(run()) == reads
+    assert c._hot_bytes == sum(len(table.data[k]) for k in c._hot) <= budget
