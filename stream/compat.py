@@ -27,6 +27,8 @@ lost it while its event stayed committed. ``drain`` waits for that message too.
 full`` and stops taking records until 100 were sent. One batch writes up to ``batch_size`` (500) subjects,
 so every batch crossed it: a warning per batch and a stall on every one (issue 13 counted 1,505 in one
 drain). ``BUFFER_MAX_MESSAGES`` leaves room for a few batches; beyond that the back-pressure still works.
+(Since ``stream.changelog`` the callers and DIDs tables no longer write through this buffer; the outage table
+still does.)
 
 The batching loop (``take_batches``) replaces ``Stream.take_events``, which stops reading while the agent
 processes a batch and starts its wait only afterwards: see ``take_batches``.
@@ -61,7 +63,7 @@ def use_event(ev: Any) -> None:
     """Make ``ev`` Faust's current event in this task: table reads and writes go to its partition.
 
     Why: Faust finds the partition of a table operation from the current event, a context variable
-    (private ``faust.streams._current_event``) that its stream sets per message. With ``take_events``
+    (private ``faust.streams._current_event``) that its stream sets per message. With ``take_batches``
     the stream runs in another task, so the agent sets it for each subject it reads or writes. (Also
     guarded end to end by ``check_changelog_partitions`` in ``tests/integration/test_stream.py``.)
     """
