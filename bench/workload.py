@@ -37,7 +37,8 @@ def push_mix(n: int, tag: str, start: datetime, rate: float, series: int = 0) ->
     """``n`` pushes meant to be sent at ``rate`` per second from ``start``.
 
     Slot ``i`` is sent at ``start + i / rate``. 1 slot in 40 belongs to a *repeat caller* (3 pushes, 0.4 s
-    apart at 1,000/s, to one DID: crosses caller_repeat and pair_repeat at the third), 1 in 40 to a *hot DID*
+    apart at 1,000/s, to one DID: crosses pair_repeat at the third; its caller_repeat is explained by the pair
+    and not sent, see README "One problem, one alert"), 1 in 40 to a *hot DID*
     (5 pushes from distinct callers, 0.4 s apart: crosses did_hot at the fifth); the other 95% have numbers
     used once. ``series`` (0-9) keeps the numbers of one call apart from another's.
     """
