@@ -52,7 +52,7 @@ from console.records import AlertChange
 from schemas.alerts import Alert, AlertStatus, Rule
 from stream import bundle
 from stream.config import StreamSettings
-from stream.core import Item, StageCore
+from stream.core import Item, StageCore, rows_in
 from stream.counting import StageCounter
 from stream.outage import Aggregate, OutagePolicy, OutageRef, Partial
 from stream.rules import Failure, Kind, Policy
@@ -281,6 +281,8 @@ def inhibited(firing: Sequence[Alert]) -> list[Alert]:
 
 # --- pure: the worker's code in process ---------------------------------------------------------------------------
 class MemTable:
+    partitions = PARTITIONS
+
     def __init__(self) -> None:
         self.data: dict[str, bytes] = {}
 
@@ -293,8 +295,8 @@ class MemTable:
     def delete(self, key: str, where: Any) -> None:
         self.data.pop(key, None)
 
-    def items(self) -> Iterable[tuple[str, bytes]]:
-        return list(self.data.items())
+    def items(self, partition: int | None = None) -> Iterable[tuple[str, bytes]]:
+        return rows_in(self.data.items(), partition, self.partitions)
 
     async def written(self) -> None:
         """In memory: every write is stored when made."""

@@ -248,15 +248,32 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         async for events in compat.take_batches(stream, s.did_batch_records, s.batch_wait_ms / 1000):
             await run_batch(did_core, events, did_items)
 
-    def rebuild_index(core: StageCore) -> Any:
+    def held(topic: str) -> set[int]:
+        return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
+
+    def rebuild_index(core: StageCore, topic: str) -> Any:
         async def _rebuild() -> None:
-            core.rebuild_due()
+            # Only started here: the pass runs in rebuild_indexes, beside the batches, so the worker counts
+            # and answers as soon as its tables are recovered (StageCore.begin_rebuild says why that is safe).
+            core.begin_rebuild(held(topic))
             known_outage["joined"] = None  # subjects this worker now holds may not have joined a firing outage
 
         return _rebuild
 
-    callers.on_recover(rebuild_index(caller_core))
-    dids.on_recover(rebuild_index(did_core))
+    callers.on_recover(rebuild_index(caller_core, s.events_topic))
+    dids.on_recover(rebuild_index(did_core, s.by_did_topic))
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def rebuild_indexes() -> None:
+        """Drive the index rebuilds a slice at a time (a few ms each), yielding to the batches in between."""
+        while True:
+            busy = False
+            for core, _ticks, _table in cores:
+                if core.rebuilding and not app.rebalancing:
+                    busy = True
+                    if core.rebuild_step(s.rebuild_slice):
+                        known_outage["joined"] = None  # now every firing subject is known: join them (ticks)
+            await asyncio.sleep(0 if busy else 0.1)
 
     @app.timer(interval=s.tick_seconds)  # type: ignore[untyped-decorator]
     async def wall_clock_ticks() -> None:
@@ -266,7 +283,8 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
             return
         now = wall_ms()
         ref = known_outage["ref"]
-        if ref is not None and ref != known_outage["joined"]:
+        rebuilt = not any(core.rebuilding for core, _ticks, _table in cores)
+        if ref is not None and ref != known_outage["joined"] and rebuilt:
             # An outage fired: every subject with a firing alert gets a tick, at which the alerts that began
             # within the outage's window join it (rules.join_outage), so Alertmanager's inhibition mutes them.
             for core, ticks, _table in cores:
@@ -283,6 +301,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         for core, _ticks, _table in cores:
             core.restart_scan()  # start the next pass over what this worker holds after the rebalance
             core.forget()  # another worker may write these subjects now: read them from the table again
+            core.stop_rebuild()  # the next recovery starts one over the partitions held then
         for counter in counters.values():
             counter.drop(set())  # read back from the table: another worker may have counted meanwhile
         known_outage["joined"] = None
@@ -332,8 +351,10 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         assigned = app.assignor.assigned_actives()
         stage_cores = {rules.Kind.CALLER: (caller_core, callers), rules.Kind.DID: (did_core, dids)}
         for kind, name in stage_topics().items():
-            mine = {tp.partition for tp in assigned if tp.topic == name}
             core, table = stage_cores[kind]
+            # a partition whose index is still being rebuilt would report too few firing alerts and a partial
+            # top 10: its previous partial stands until the pass has read it
+            mine = {tp.partition for tp in assigned if tp.topic == name and core.indexed(tp.partition)}
             for p in mine:
                 counters[kind].get(p, table.get)
             firing = core.firing_counts(s.partitions)
@@ -450,6 +471,9 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
                 "recovered": recovered,
                 "rebalancing": bool(app.rebalancing),
                 "crashedAgents": crashed,
+                # partitions whose index of firing subjects is still being rebuilt (counts and answers are
+                # exact meanwhile; resolutions and the overview's firing counts of those partitions wait)
+                "indexPending": {core.kind.value: core.pending_partitions() for core, _t, _tb in cores},
             },
             status=200 if ready else 503,
         )

@@ -116,9 +116,11 @@ class BatchedTable:
     def delete(self, key: str, where: Any) -> None:
         self.pending.append(Write(where.message.partition, key, None, where))
 
-    def items(self) -> Iterable[tuple[str, bytes]]:
-        items: Iterable[tuple[str, bytes]] = self.table.items()
-        return items
+    def items(self, partition: int | None = None) -> Iterable[tuple[str, bytes]]:
+        if partition is None:
+            items: Iterable[tuple[str, bytes]] = self.table.items()
+            return items
+        return compat.partition_items(self.table, partition)
 
     async def written(self) -> None:
         """Send the pending writes, and once acknowledged store them and their partitions' offsets."""

@@ -42,13 +42,14 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from faust.streams import _current_event
 from faust.tables.recovery import Recovery
 from faust.transport.producer import ProducerBuffer
 
+from stream.core import rows_in
 from stream.restore import BulkRestore
 
 _PATCHED = "_bindwatch_drains"
@@ -90,6 +91,24 @@ def changelog_topic_name(app_id: str, table: str) -> str:
     late for its own partition check: ``PartitionsMismatch '...-dids-changelog has 0 partitions'``).
     """
     return f"{app_id}-{table}-changelog"
+
+
+def partition_items(table: Any, partition: int) -> Iterator[tuple[str, bytes]]:
+    """One partition's rows of a Faust table (keys raw UTF-8, ``use_raw_keys``) in ascending key order.
+
+    Faust's RocksDB store keeps one database per partition (the private ``Store._dbs``) and iterates them in
+    key order; the table's own ``items`` only iterates every active partition at once. Any other store (the
+    memory store of the integration tests) is filtered and sorted."""
+    data = table.data
+    dbs = getattr(data, "_dbs", None)
+    if dbs is None:
+        yield from rows_in(table.items(), partition, table.partitions)
+        return
+    db = dbs.get(partition)
+    if db is None:  # nothing stored for it yet
+        return
+    for key, value in data._visible_items(db):
+        yield key.decode(), value
 
 
 def crashed_agents(app: Any) -> list[str]:

@@ -44,8 +44,8 @@ class StageCounter:
             raw = read(counts_key(partition))
             c = PartitionCounts.load(raw) if raw else PartitionCounts(self.kind, partition, since_ts=self.clock())
             self.counts[partition] = c
-            top = self.tops[partition] = RecentTop()
-            top.advance(self.clock())
+            # not a new top 10: the index rebuild (``StageCore.begin_rebuild``) may have filled it already
+            self.top(partition).advance(self.clock())
         return c
 
     def top(self, partition: int) -> RecentTop:

@@ -21,7 +21,7 @@ import pytest
 from schemas import Alert
 from schemas.alerts import AlertStatus, Rule
 from stream import bundle, rules
-from stream.core import BundleForwarder, Item, StageCore
+from stream.core import BundleForwarder, Item, StageCore, rows_in
 from stream.rules import Failure, Kind, Policy, SubjectState
 
 P = Policy()
@@ -62,6 +62,8 @@ class World:
 class FakeTable:
     """Restored from the changelog at start; writes reach the changelog only when flushed."""
 
+    partitions = 8
+
     def __init__(self, world: World, plan: Plan) -> None:
         self.world = world
         self.plan = plan
@@ -81,8 +83,8 @@ class FakeTable:
         del self.data[key]
         self.pending.append((key, None))
 
-    def items(self) -> Iterable[tuple[str, bytes]]:
-        return list(self.data.items())
+    def items(self, partition: int | None = None) -> Iterable[tuple[str, bytes]]:
+        return rows_in(self.data.items(), partition, self.partitions)
 
     async def written(self) -> None:
         """The records are sent and acknowledged: they are on the changelog."""

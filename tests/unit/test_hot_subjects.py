@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import stream.core
 from schemas import Alert
-from stream.core import Item, StageCore
+from stream.core import Item, StageCore, rows_in
 from stream.rules import Failure, Kind, Policy
 
 P = Policy()
@@ -24,6 +24,8 @@ MINUTE = 60_000
 
 
 class Table:
+    partitions = 8
+
     def __init__(self) -> None:
         self.data: dict[str, bytes] = {}
         self.reads = 0
@@ -38,8 +40,8 @@ class Table:
     def delete(self, key: str, where: Any) -> None:
         self.data.pop(key, None)
 
-    def items(self) -> Iterable[tuple[str, bytes]]:
-        return list(self.data.items())
+    def items(self, partition: int | None = None) -> Iterable[tuple[str, bytes]]:
+        return rows_in(self.data.items(), partition, self.partitions)
 
     async def written(self) -> None:
         pass
