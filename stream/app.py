@@ -24,6 +24,7 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.exceptions import SameNode
+from faust.types import TP
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
@@ -251,17 +252,29 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     def held(topic: str) -> set[int]:
         return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
 
-    def rebuild_index(core: StageCore, topic: str) -> Any:
+    def stored_offset(table: Any, partition: int) -> int | None:
+        """The changelog offset the local store holds a partition up to (None: the store does not say)."""
+        offset: int | None = table.data.persisted_offset(TP(table.changelog_topic.get_topic_name(), partition))
+        return offset
+
+    # Per stage: the partitions whose index was whole at the last revoke, and their stored offsets then. A
+    # partition held again whose offset has not moved was written by nobody since: its index stays valid.
+    indexed_at_revoke: dict[rules.Kind, dict[int, int | None]] = {kind: {} for kind in rules.Kind}
+
+    def rebuild_index(core: StageCore, table: Any, topic: str) -> Any:
         async def _rebuild() -> None:
             # Only started here: the pass runs in rebuild_indexes, beside the batches, so the worker counts
             # and answers as soon as its tables are recovered (StageCore.begin_rebuild says why that is safe).
-            core.begin_rebuild(held(topic))
+            before = indexed_at_revoke[core.kind]
+            keep = {p for p, at in before.items() if at is not None and stored_offset(table, p) == at}
+            core.begin_rebuild(held(topic), keep)
+            before.clear()
             known_outage["joined"] = None  # subjects this worker now holds may not have joined a firing outage
 
         return _rebuild
 
-    callers.on_recover(rebuild_index(caller_core, s.events_topic))
-    dids.on_recover(rebuild_index(did_core, s.by_did_topic))
+    callers.on_recover(rebuild_index(caller_core, callers, s.events_topic))
+    dids.on_recover(rebuild_index(did_core, dids, s.by_did_topic))
 
     @app.task  # type: ignore[untyped-decorator]
     async def rebuild_indexes() -> None:
@@ -271,9 +284,11 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
             for core, _ticks, _table in cores:
                 if core.rebuilding and not app.rebalancing:
                     busy = True
-                    if core.rebuild_step(s.rebuild_slice):
+                    if core.rebuild_step(1_000_000, s.rebuild_slice_ms / 1000):
                         known_outage["joined"] = None  # now every firing subject is known: join them (ticks)
-            await asyncio.sleep(0 if busy else 0.1)
+                    await asyncio.sleep(0)
+            if not busy:
+                await asyncio.sleep(0.1)
 
     @app.timer(interval=s.tick_seconds)  # type: ignore[untyped-decorator]
     async def wall_clock_ticks() -> None:
@@ -298,12 +313,13 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
                 await ticks.send(key=key, value=b"tick")
 
     async def on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
-        for core, _ticks, _table in cores:
+        for core, _ticks, table in cores:
             core.restart_scan()  # start the next pass over what this worker holds after the rebalance
             core.forget()  # another worker may write these subjects now: read them from the table again
-            core.stop_rebuild()  # the next recovery starts one over the partitions held then
+            core.stop_rebuild()  # the next recovery reads the partitions whose index is not whole then
+            indexed_at_revoke[core.kind] = {p: stored_offset(table, p) for p in core.indexed_partitions()}
         for counter in counters.values():
-            counter.drop(set())  # read back from the table: another worker may have counted meanwhile
+            counter.forget_counts()  # read back from the table: another worker may have counted meanwhile
         known_outage["joined"] = None
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]  # mode's receiver type is too narrow
@@ -352,13 +368,14 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         stage_cores = {rules.Kind.CALLER: (caller_core, callers), rules.Kind.DID: (did_core, dids)}
         for kind, name in stage_topics().items():
             core, table = stage_cores[kind]
-            # a partition whose index is still being rebuilt would report too few firing alerts and a partial
-            # top 10: its previous partial stands until the pass has read it
-            mine = {tp.partition for tp in assigned if tp.topic == name and core.indexed(tp.partition)}
+            mine = {tp.partition for tp in assigned if tp.topic == name}
             for p in mine:
                 counters[kind].get(p, table.get)
             firing = core.firing_counts(s.partitions)
-            for partial in counters[kind].partials(now, mine, firing):
+            # a partition whose index is still being rebuilt would report too few firing alerts and a partial
+            # top 10: it sends its counts only, and the aggregator keeps the firing counts and top 10 it holds
+            unindexed = {p for p in mine if not core.indexed(p)}
+            for partial in counters[kind].partials(now, mine, firing, unindexed):
                 await partials_topic.send(key=partial.key, value=partial.encode())
 
     async def publish_overview(agg: outage.Aggregate, now: int) -> None:

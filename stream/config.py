@@ -65,10 +65,10 @@ class StreamSettings(BaseSettings):
     seen again (a repeat caller, a hot DID, a storm) skips its table read and decode. Also bounded by the size of
     their table values (``stream.core.HOT_VALUE_BYTES``, 32 MiB). Dropped at every rebalance and recovery; the
     table stays the only durable copy."""
-    rebuild_slice: int = Field(default=2000, ge=100, le=100_000)
-    """Subjects the index rebuild reads before it yields to the batches (about 6 µs each, so ~12 ms). After a
-    recovery or rebalance the worker counts and answers at once; the index of firing subjects (resolutions,
-    the overview's firing counts) follows a slice at a time (``StageCore.begin_rebuild``)."""
+    rebuild_slice_ms: float = Field(default=5.0, gt=0, le=1000)
+    """How long the index rebuild reads subjects before it yields to the batches. After a recovery or rebalance
+    the worker counts and answers at once; the index of firing subjects (resolutions, the overview's firing
+    counts) of the partitions it did not hold follows, a slice at a time (``StageCore.begin_rebuild``)."""
     producer_linger_ms: int = Field(default=10, ge=0, le=1000)
     """How long the worker's producer waits to fill a batch. Every event makes at least three records (the
     caller changelog, the by-DID forward and the DID changelog); at 0 each tends to go out as its own produce

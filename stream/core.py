@@ -175,6 +175,8 @@ class StageCore:
         another worker may have written (a rebalance, a recovery)."""
         self._rebuild: _Rebuild | None = None
         """The index rebuild in progress (``begin_rebuild``), or None once the index covers every subject."""
+        self._held: set[int] = set()
+        """The partitions the index is for (the last ``begin_rebuild``'s)."""
 
     # --- the batch ------------------------------------------------------------------------------
     async def process(self, items: Sequence[Item]) -> None:
@@ -346,29 +348,47 @@ class StageCore:
             )
 
     # --- wall clock ----------------------------------------------------------------------------
-    def begin_rebuild(self, partitions: Iterable[int]) -> None:
-        """Start rebuilding the index (firing subjects, their due times, the top 10s) of the subjects of
-        ``partitions`` (all this worker holds now: after a recovery or a rebalance). Cheap: the work is done by
+    def begin_rebuild(self, partitions: Iterable[int], keep: Iterable[int] = ()) -> None:
+        """Start rebuilding the index (firing subjects, their due times, the top 10s) for the subjects of
+        ``partitions`` (all this worker holds now: after a recovery or a rebalance), except those of ``keep``:
+        partitions this worker held and had indexed whole before, and that nobody wrote since (``stream.app``
+        compares the persisted changelog offsets), whose entries stay. Cheap: the work is done by
         ``rebuild_step``, a slice at a time, while batches run, so a worker that takes over partitions counts
         and answers at once instead of after a pass over every subject it holds (about 6 µs per recently active
-        subject: 12 s at 2,000,000; issue 17).
+        subject: 12 s at 2,000,000; issue 17), and a rebalance that moves nothing re-reads nothing.
 
         Why batches may run meanwhile: a subject's index entry comes from its value as it was before this
         worker changed it, exactly once. A batch that reads a subject the pass has not reached yet indexes it
         from the value it read (``_index_before_use``) and the pass skips it later; one the pass has already
         passed is indexed. The pass reads each partition in ascending key order, so "passed" is a comparison
-        with the last key it read."""
+        with the last key it read. No batch is in flight here: Faust waits for the streams to be empty
+        before a rebalance (``stream_wait_empty``), and a recovery happens only within one."""
+        held = set(partitions)
+        keep = set(keep) & held & self.indexed_partitions()
         self.forget()
-        self.due.clear()
-        self.firing.clear()
         self._scan = None
+        for index in (self.due, self.firing):
+            for key in [k for k in index if bundle.partition_for(k, self.partitions) not in keep]:
+                del index[key]
         if self.counter is not None:
-            self.counter.tops.clear()
-        self._rebuild = _Rebuild(sorted(set(partitions)))
-        self.metrics.firing.labels(self.kind.value).set(0)
+            for p in [p for p in self.counter.tops if p not in keep]:
+                del self.counter.tops[p]
+        self._held = held
+        todo = sorted(held - keep)
+        self._rebuild = _Rebuild(todo) if todo else None
+        self.metrics.firing.labels(self.kind.value).set(len(self.due))
+        log.info("%s index: %d partitions kept, %d to read", self.kind.value, len(keep), len(todo))
+
+    def indexed_partitions(self) -> set[int]:
+        """The partitions held whose index is whole."""
+        r = self._rebuild
+        return self._held - set(r.todo) if r is not None else set(self._held)
 
     def stop_rebuild(self) -> None:
         """Abandon the rebuild in progress (its partitions are being revoked; the next recovery starts anew)."""
+        r = self._rebuild
+        if r is not None:
+            self._held -= set(r.todo)
         self._rebuild = None
 
     @property
@@ -383,12 +403,14 @@ class StageCore:
     def pending_partitions(self) -> int:
         return 0 if self._rebuild is None else len(self._rebuild.todo)
 
-    def rebuild_step(self, limit: int) -> bool:
-        """Index up to ``limit`` more subjects; True once the rebuild is complete (or none is in progress)."""
+    def rebuild_step(self, limit: int, seconds: float | None = None) -> bool:
+        """Index up to ``limit`` more subjects, for at most about ``seconds`` (a subject with thousands of
+        failures takes far longer than most); True once the rebuild is complete (or none is in progress)."""
         r = self._rebuild
         if r is None:
             return True
         budget, now = limit, self.clock()
+        stop = None if seconds is None else time.monotonic() + seconds
         while budget > 0:
             if r.rows is None:
                 if not r.todo:
@@ -414,7 +436,7 @@ class StageCore:
                 if not is_reserved(key) and key not in r.early:
                     self._index(key, value, p, now)
                     r.read += 1
-                if budget <= 0:
+                if budget <= 0 or (stop is not None and budget % 32 == 0 and time.monotonic() >= stop):
                     return False
             else:
                 r.todo.pop(0)
@@ -424,7 +446,7 @@ class StageCore:
     def rebuild_due(self) -> None:
         """Rebuild the whole index at once, in one pass over every subject held (no batch may run meanwhile)."""
         self.begin_rebuild(())
-        self._rebuild = None
+        self._held = set(range(self.partitions))
         now = self.clock()
         for key, value in self.table.items():
             if not is_reserved(key):

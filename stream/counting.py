@@ -52,22 +52,29 @@ class StageCounter:
         return self.tops.setdefault(partition, RecentTop())
 
     def partials(
-        self, now: int, partitions: set[int] | None = None, firing: dict[int, dict[str, int]] | None = None
+        self,
+        now: int,
+        partitions: set[int] | None = None,
+        firing: dict[int, dict[str, int]] | None = None,
+        unindexed: set[int] | frozenset[int] = frozenset(),
     ) -> list[Partial]:
         """One partial per partition held (or per partition in ``partitions``: new, empty ones for those not
-        seen yet, so the aggregator hears from every partition), with its firing alerts per rule."""
+        seen yet, so the aggregator hears from every partition), with its firing alerts per rule; for those
+        in ``unindexed`` (the index rebuild has not read them yet) counts only."""
         keys = set(self.counts) if partitions is None else partitions
         out = []
         for p in sorted(keys):
             c = self.counts.get(p) or PartitionCounts(self.kind, p, since_ts=now)
-            out.append(c.partial(now, self.top(p).top(now), (firing or {}).get(p, {})))
+            if p in unindexed:
+                out.append(c.partial(now, indexed=False))
+            else:
+                out.append(c.partial(now, self.top(p).top(now), (firing or {}).get(p, {})))
         return out
 
-    def drop(self, keep: set[int]) -> None:
-        """Forget the partitions this worker no longer owns (their new owner reads them from the table)."""
-        for p in [p for p in self.counts if p not in keep]:
-            del self.counts[p]
-            self.tops.pop(p, None)
+    def forget_counts(self) -> None:
+        """Read every partition's counts from the table again (at a rebalance: another worker may have counted
+        meanwhile). The top 10s are the index's: ``StageCore.begin_rebuild`` drops those it cannot keep."""
+        self.counts.clear()
 
 
 def where_reader(get: Callable[[str, Any], bytes | None], where: Any) -> Callable[[str], bytes | None]:

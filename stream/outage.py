@@ -324,10 +324,15 @@ class PartitionCounts:
         return cls(stage, partition, offset, newest, dict(Minute.of_row(r) for r in rows), since)
 
     def partial(
-        self, now_ms: int, top: Sequence[tuple[str, int]] = (), firing: Mapping[str, int] | None = None
+        self,
+        now_ms: int,
+        top: Sequence[tuple[str, int]] = (),
+        firing: Mapping[str, int] | None = None,
+        indexed: bool = True,
     ) -> Partial:
         """What to send to the aggregator now: these counts (pruned to the retained minutes), with the
-        partition's top 10 of the last 10 minutes (``RecentTop``) and its firing alerts per rule."""
+        partition's top 10 of the last 10 minutes (``RecentTop``) and its firing alerts per rule, or (not
+        ``indexed``: its worker is still rebuilding its index) without them."""
         self.prune(now_ms)
         return Partial(
             counts=PartitionCounts(
@@ -338,10 +343,11 @@ class PartitionCounts:
                 {k: replace(m, actions=dict(m.actions)) for k, m in self.minutes.items()},
                 self.since_ts,
             ),
-            top=tuple(top),
+            top=tuple(top) if indexed else (),
             top_end=minute_of(now_ms),
-            firing=dict(firing or {}),
+            firing=dict(firing or {}) if indexed else {},
             sent_ms=now_ms,
+            indexed=indexed,
         )
 
 
@@ -414,6 +420,9 @@ class Partial:
     firing: dict[str, int]
     """Firing alerts per rule among the partition's subjects."""
     sent_ms: int
+    indexed: bool = True
+    """False: the sender was still rebuilding its index of the partition (``StageCore.begin_rebuild``), so the
+    top 10 and firing counts are unknown and the aggregator keeps those it holds; the counts are exact."""
 
     @property
     def key(self) -> str:
@@ -422,6 +431,8 @@ class Partial:
     def encode(self) -> bytes:
         doc = self.counts._doc()
         doc.update(t=[list(x) for x in self.top], te=self.top_end, f=self.firing, w=self.sent_ms)
+        if not self.indexed:
+            doc["x"] = 1
         return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
 
     @classmethod
@@ -436,7 +447,9 @@ class Partial:
             raise ValueError("partial: top end and send time must be integers")
         if not (isinstance(firing, dict) and all(type(v) is int for v in firing.values())):
             raise ValueError("partial: firing is not {rule: count}")
-        return cls(counts, tuple((s, n) for s, n in top), top_end, firing, sent)
+        if doc.get("x", 0) not in (0, 1):
+            raise ValueError("partial: x (index pending) must be 1 or absent")
+        return cls(counts, tuple((s, n) for s, n in top), top_end, firing, sent, indexed=not doc.get("x"))
 
     def order_key(self) -> tuple[int, int, int, bytes]:
         """Total order of partials of one partition: the later one replaces the earlier.
@@ -671,6 +684,8 @@ class Aggregate:
     def merge(self, partial: Partial) -> bool:
         """Keep ``partial`` if it is later than the one held for its partition; True if it replaced it."""
         held = self.partials.get(partial.key)
+        if held is not None and not partial.indexed:  # counts only: keep the top 10 and firing counts held
+            partial = replace(partial, top=held.top, top_end=held.top_end, firing=held.firing, indexed=held.indexed)
         if held is not None and held.order_key() >= partial.order_key():
             return False
         self.partials[partial.key] = partial

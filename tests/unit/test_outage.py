@@ -533,6 +533,28 @@ def test_merge_keeps_the_latest_partial_of_each_partition() -> None:
     assert agg.partials == {} and agg.merge(partial(0, 0, at(80), 1))
 
 
+def test_a_counts_only_partial_keeps_the_top_10_and_firing_counts_held() -> None:
+    """A worker still rebuilding its index of a partition (``StageCore.begin_rebuild``) sends its exact counts
+    without a top 10 or firing counts: the aggregator takes the counts and keeps what it held for the rest."""
+    agg = Aggregate()
+    assert agg.merge(partial(0, 10, at(2), 5))
+    c = PartitionCounts(Kind.CALLER, 0, 12, at(1), {minute_of(at(1)): outage.Minute(7, 0, 7, {"q": 7})}, at(1))
+    counts_only = c.partial(at(3), [("852999", 99)], {"caller_repeat": 9}, indexed=False)
+    assert counts_only.top == () and counts_only.firing == {} and not counts_only.indexed
+    assert Partial.decode(counts_only.encode()) == counts_only
+    assert agg.merge(counts_only)
+    minute = minute_of(at(1))
+    assert agg.totals(minute, minute)[minute].new == 7  # the new counts
+    assert agg.firing()["caller_repeat"] == 0 and agg.top(Kind.CALLER, at(3)) == [("8520", 5)]  # the held rest
+    assert agg.partials["caller:0"].indexed
+    fresh = Aggregate()  # nothing held: counts with an empty top 10, as a partition not seen yet
+    assert (
+        fresh.merge(counts_only)
+        and fresh.top(Kind.CALLER, at(3)) == []
+        and fresh.totals(minute, minute)[minute].new == 7
+    )
+
+
 @settings(max_examples=150, deadline=None)
 @given(
     st.lists(st.tuples(st.integers(0, 3), st.integers(0, 50), st.integers(0, 5)), min_size=1, max_size=20),
@@ -577,6 +599,11 @@ def test_partial_and_aggregate_round_trip_through_bytes() -> None:
         (b'{"v": 2}', "unknown version 2"),
         (b'{"v": 1, "k": "caller", "p": 0, "o": 1, "n": null, "s": null, "m": [[1, 2]]}', "minute row"),
         (b'{"v": 1, "k": "caller", "p": 0, "o": 1, "n": null, "s": null, "m": [], "t": [["852121199", "x"]]}', "top"),
+        (
+            b'{"v": 1, "k": "caller", "p": 0, "o": 1, "n": null, "s": null, "m": [], "t": [], "te": 1, "f": {}, '
+            b'"w": 1, "x": 2}',
+            "index pending",
+        ),
     ],
 )
 def test_undecodable_partials_say_why_without_the_numbers(data: bytes, message: str) -> None:

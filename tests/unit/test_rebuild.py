@@ -66,6 +66,7 @@ def index_of(core: StageCore) -> tuple[object, ...]:
     batches=st.lists(st.lists(event_st, min_size=1, max_size=8), max_size=8),
     slices=st.lists(st.integers(0, 4), min_size=8, max_size=8),
     held=st.sets(st.integers(0, PARTITIONS - 1), min_size=1),
+    prev=st.sets(st.integers(0, PARTITIONS - 1)),
     hot=st.integers(0, 3),
 )
 def test_an_index_rebuilt_beside_the_batches_equals_one_rebuilt_before_them(
@@ -73,8 +74,11 @@ def test_an_index_rebuilt_beside_the_batches_equals_one_rebuilt_before_them(
     batches: list[list[tuple[int, int | None, int, str]]],
     slices: list[int],
     held: set[int],
+    prev: set[int],
     hot: int,
 ) -> None:
+    """``prev``: partitions this worker held and indexed before the rebalance, unchanged since; those it holds
+    again keep their index (a rebalance that moves nothing reads nothing)."""
     # the previous owner's table; the new owner holds the partitions in ``held``
     previous = Table()
     asyncio.run(make_core(previous).process(items_of(before, 0)))
@@ -89,8 +93,12 @@ def test_an_index_rebuilt_beside_the_batches_equals_one_rebuilt_before_them(
     beside = Table()
     beside.data = dict(kept)
     core = make_core(beside, hot)
-    core.begin_rebuild(held)
-    assert core.rebuilding
+    core.begin_rebuild(prev)
+    while not core.rebuild_step(3):
+        pass
+    core.begin_rebuild(held, keep=prev)
+    assert core.rebuilding == bool(held - prev)
+    assert core.indexed_partitions() == held & prev
 
     async def run() -> None:
         for i, batch in enumerate(mine):
@@ -102,7 +110,7 @@ def test_an_index_rebuilt_beside_the_batches_equals_one_rebuilt_before_them(
             pass
 
     asyncio.run(run())
-    assert not core.rebuilding and all(core.indexed(p) for p in range(PARTITIONS))
+    assert not core.rebuilding and core.indexed_partitions() == held
     assert beside.data == first.data
     assert index_of(core) == index_of(reference)
 
@@ -142,3 +150,68 @@ def test_a_revoke_abandons_the_rebuild_and_the_next_starts_afresh() -> None:
     reference = make_core(table)
     reference.rebuild_due()
     assert index_of(core) == index_of(reference)
+
+
+class CountingTable(Table):
+    """Records which partitions the pass reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read: list[int] = []
+
+    def items(self, partition: int | None = None) -> list[tuple[str, bytes]]:
+        if partition is not None:
+            self.read.append(partition)
+        return list(super().items(partition))
+
+
+def firing_table() -> CountingTable:
+    previous = Table()
+    events = [(c, 1, 100 * k + c, "d1") for k in range(3) for c in range(len(CALLERS))]
+    asyncio.run(make_core(previous).process(items_of(events, 0)))
+    table = CountingTable()
+    table.data = dict(previous.data)
+    return table
+
+
+def test_a_rebalance_reads_only_the_partitions_not_kept() -> None:
+    table = firing_table()
+    core = make_core(table)
+    core.begin_rebuild(range(4))
+    while not core.rebuild_step(100):
+        pass
+    assert table.read == [0, 1, 2, 3]
+    table.read.clear()
+    # partitions 0 and 1 stay unchanged, 2 was written by another worker meanwhile, 3 moved away, 4 and 5 came
+    core.begin_rebuild({0, 1, 2, 4, 5}, keep={0, 1, 3})
+    while not core.rebuild_step(100):
+        pass
+    assert table.read == [2, 4, 5]
+    reference = make_core(table)
+    reference.begin_rebuild({0, 1, 2, 4, 5})
+    while not reference.rebuild_step(100):
+        pass
+    assert index_of(core) == index_of(reference)
+    assert all(bundle.partition_for(k, PARTITIONS) != 3 for k in core.firing)  # what moved away is forgotten
+
+
+def test_a_partition_the_abandoned_pass_had_not_finished_is_never_kept() -> None:
+    table = firing_table()
+    core = make_core(table)
+    core.begin_rebuild(range(PARTITIONS))
+    core.rebuild_step(1)  # partition 0 is being read
+    core.stop_rebuild()
+    assert core.indexed_partitions() == set()
+    core.begin_rebuild(range(PARTITIONS), keep=range(PARTITIONS))
+    assert core.pending_partitions() == PARTITIONS
+
+
+def test_a_slice_stops_at_its_time_budget() -> None:
+    table = Table()
+    many = [f"8613{n:07d}" for n in range(400)]
+    items = [Item(c, None, Failure(NOW - MINUTE_MS, f"r{i}", "d1")) for i, c in enumerate(many)]
+    asyncio.run(make_core(table).process(items))
+    core = make_core(table)
+    core.begin_rebuild(range(PARTITIONS))
+    assert not core.rebuild_step(1_000_000, seconds=0.0)  # stops at the first time check (32 subjects)
+    assert core.rebuild_step(1_000_000, seconds=10.0)
