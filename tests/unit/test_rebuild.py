@@ -116,11 +116,7 @@ def test_an_index_rebuilt_beside_the_batches_equals_one_rebuilt_before_them(
 
 
 def test_partitions_report_indexed_as_the_pass_reads_them() -> None:
-    previous = Table()
-    events = [(c, 1, 100 * k + c, "d1") for k in range(3) for c in range(len(CALLERS))]  # each fires caller_repeat
-    asyncio.run(make_core(previous).process(items_of(events, 0)))
-    table = Table()
-    table.data = dict(previous.data)
+    table = firing_table()  # each caller fires caller_repeat
     core = make_core(table)
     held = sorted({bundle.partition_for(c, PARTITIONS) for c in CALLERS})
     core.begin_rebuild(held)
@@ -133,11 +129,7 @@ def test_partitions_report_indexed_as_the_pass_reads_them() -> None:
 
 
 def test_a_revoke_abandons_the_rebuild_and_the_next_starts_afresh() -> None:
-    previous = Table()
-    events = [(c, 1, 100 * k + c, "d1") for k in range(3) for c in range(len(CALLERS))]
-    asyncio.run(make_core(previous).process(items_of(events, 0)))
-    table = Table()
-    table.data = dict(previous.data)
+    table = firing_table()
     core = make_core(table)
     core.begin_rebuild(range(PARTITIONS))
     core.rebuild_step(5)
@@ -166,6 +158,7 @@ class CountingTable(Table):
 
 
 def firing_table() -> CountingTable:
+    """The table of a previous owner whose every caller fires caller_repeat."""
     previous = Table()
     events = [(c, 1, 100 * k + c, "d1") for k in range(3) for c in range(len(CALLERS))]
     asyncio.run(make_core(previous).process(items_of(events, 0)))
