@@ -37,6 +37,34 @@ if [ ${#paths[@]} -eq 0 ]; then
   echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
   echo "== mypy"; .venv/bin/mypy
 fi
-echo "== pytest"
-.venv/bin/pytest "$@"
+# The unit tier runs on two pytest-xdist workers (BINDWATCH_UNIT_WORKERS; 0 runs it in-process): its tests share
+# nothing, and on a 2-core machine that halves its sleeps and overlaps its collection, keeping it under a minute.
+# The broker tiers share one session broker per run, so they run serially, in a second pytest run.
+unit=$ROOT/tests/unit
+workers=${BINDWATCH_UNIT_WORKERS:-2}
+xdist=()
+if [ "$workers" != 0 ]; then xdist=(-n "$workers"); fi
+for arg in "$@"; do
+  case $arg in -n | -n* | --numprocesses* | no:xdist) xdist=() ;; esac # the caller chose: theirs wins
+done
+# pytest exits 5 when it collected nothing: one of the two runs may select nothing (`-k`), not both.
+collected=0
+split_run() {
+  local rc=0
+  .venv/bin/pytest "$@" || rc=$?
+  if [ $rc -eq 0 ]; then collected=1; elif [ $rc -ne 5 ]; then exit $rc; fi
+}
+if [ ${#paths[@]} -eq 0 ]; then
+  echo "== pytest: unit"
+  split_run "${xdist[@]}" "$@" tests/unit
+  echo "== pytest: deploy, integration, reliability (the slowest tests are listed at the end)"
+  split_run --durations=15 "$@" --ignore=tests/unit
+  [ $collected -eq 1 ] || { echo "test.sh: no test was selected" >&2; exit 5; }
+elif [ ${#paths[@]} -eq 1 ] && [ "${paths[0]}" = "$unit" ]; then
+  echo "== pytest: unit"
+  .venv/bin/pytest "${xdist[@]}" "$@"
+else
+  echo "== pytest"
+  .venv/bin/pytest "$@"
+fi
 echo "test.sh: all checks passed in $((SECONDS - start))s"
