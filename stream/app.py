@@ -284,7 +284,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
             for core, _ticks, _table in cores:
                 if core.rebuilding and not app.rebalancing:
                     busy = True
-                    if core.rebuild_step(1_000_000, s.rebuild_slice_ms / 1000):
+                    if core.rebuild_step(seconds=s.rebuild_slice_ms / 1000):
                         known_outage["joined"] = None  # now every firing subject is known: join them (ticks)
                     await asyncio.sleep(0)
             if not busy:
@@ -364,11 +364,10 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         if not s.outage_detection or app.rebalancing or not compat.recovery_completed(app):
             return
         now = wall_ms()
-        assigned = app.assignor.assigned_actives()
         stage_cores = {rules.Kind.CALLER: (caller_core, callers), rules.Kind.DID: (did_core, dids)}
         for kind, name in stage_topics().items():
             core, table = stage_cores[kind]
-            mine = {tp.partition for tp in assigned if tp.topic == name}
+            mine = held(name)
             for p in mine:
                 counters[kind].get(p, table.get)
             firing = core.firing_counts(s.partitions)

@@ -403,15 +403,16 @@ class StageCore:
     def pending_partitions(self) -> int:
         return 0 if self._rebuild is None else len(self._rebuild.todo)
 
-    def rebuild_step(self, limit: int, seconds: float | None = None) -> bool:
-        """Index up to ``limit`` more subjects, for at most about ``seconds`` (a subject with thousands of
-        failures takes far longer than most); True once the rebuild is complete (or none is in progress)."""
+    def rebuild_step(self, limit: int | None = None, seconds: float | None = None) -> bool:
+        """Index up to ``limit`` more subjects (None: no count), for at most about ``seconds`` (None: no time
+        bound; the worker bounds by time only, since a subject with thousands of failures takes far longer than
+        most); True once the rebuild is complete (or none is in progress)."""
         r = self._rebuild
         if r is None:
             return True
-        budget, now = limit, self.clock()
+        done, now = 0, self.clock()
         stop = None if seconds is None else time.monotonic() + seconds
-        while budget > 0:
+        while limit is None or done < limit:
             if r.rows is None:
                 if not r.todo:
                     self._rebuild = None
@@ -432,11 +433,11 @@ class StageCore:
             p = r.todo[0]
             for key, value in r.rows:
                 r.cursor = key
-                budget -= 1
+                done += 1
                 if not is_reserved(key) and key not in r.early:
                     self._index(key, value, p, now)
                     r.read += 1
-                if budget <= 0 or (stop is not None and budget % 32 == 0 and time.monotonic() >= stop):
+                if done == limit or (stop is not None and done % 32 == 0 and time.monotonic() >= stop):
                     return False
             else:
                 r.todo.pop(0)
