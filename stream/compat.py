@@ -33,6 +33,15 @@ still does.)
 The batching loop (``take_batches``) replaces ``Stream.take_events``, which stops reading while the agent
 processes a batch and starts its wait only afterwards: see ``take_batches``.
 
+``Consumer.wait_first`` (mode's ``Service.wait_first``, on Faust's consumer only) starts a coroutine eagerly:
+the consumer's drain loop hands every fetched record to the conductor as
+``wait_first(callback(message), suspend_flow.wait())``, and mode makes four tasks for it (the callback, the
+flow event, the stopped and crashed events), an ``asyncio.wait`` and three cancellations, though the callback
+almost always completes without suspending. ``_wait_first_eagerly`` runs the first coroutine's first step at
+once, as Python 3.12's eager tasks do; only if it suspends does mode's ``wait_first`` take over, with the rest
+of that coroutine as a task. The same coroutine scheduled as a task by mode would also have run its first step
+before any of the other three (tasks start in the order they were made), so nothing is reordered.
+
 The hook (``apply_fixes`` too, active only for an app given a ``BulkRestore`` by ``use_bulk_restore``):
 ``Recovery._build_offsets`` is followed by ``stream.restore.BulkRestore.load``, which restores the active
 changelog partitions in bulk before Faust's record-by-record recovery starts (see ``stream.restore``).
@@ -41,13 +50,17 @@ changelog partitions in bulk before Faust's record-by-record recovery starts (se
 from __future__ import annotations
 
 import asyncio
+import types
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any
 
 from faust.streams import _current_event
 from faust.tables.recovery import Recovery
+from faust.transport.consumer import Consumer
 from faust.transport.producer import ProducerBuffer
+from mode import Service
+from mode.services import WaitResults
 
 from stream.core import rows_in
 from stream.restore import BulkRestore
@@ -284,6 +297,62 @@ async def _build_offsets_then_bulk_restore(self: Any, consumer: Any, tps: Any, d
 
 _ORIGINAL_BUILD_OFFSETS = Recovery._build_offsets
 _ORIGINAL_SEND_PENDING = ProducerBuffer._send_pending
+_SERVICE_WAIT_FIRST = Service.wait_first
+_EAGER_PATCHED = "_bindwatch_eager_wait_first"
+
+
+class _Resumed:
+    """The rest of a coroutine that has run up to its first suspension, which yielded ``first``: awaiting
+    this (in a task) hands ``first`` up to the task, then drives the coroutine on, passing in and throwing in
+    whatever the task sends, until it returns."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: types.CoroutineType[Any, Any, Any], first: Any) -> None:
+        self.coro = coro
+        self.first = first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, pending = self.coro, self.first
+        while True:
+            try:
+                sent = yield pending
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # a cancellation or error for the coroutine: pass it in
+                try:
+                    pending = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    pending = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
+async def _wait_first_eagerly(self: Any, *coros: Any, timeout: Any = None) -> WaitResults:
+    """mode's ``Service.wait_first``, but the first coroutine runs its first step at once; when that step
+    completes it, no task, ``asyncio.wait`` or cancellation is needed (see the module's docstring)."""
+    first = coros[0] if coros else None
+    if not isinstance(first, types.CoroutineType) or self._stopped.is_set() or self._crashed.is_set():
+        return await _SERVICE_WAIT_FIRST(self, *coros, timeout=timeout)
+    try:
+        pending = first.send(None)
+    except StopIteration as done:
+        for other in coros[1:]:
+            if isinstance(other, types.CoroutineType):
+                other.close()  # never started: closing it is what a cancelled task would have done
+        if self._stopped.is_set() or self._crashed.is_set():
+            return WaitResults([], [], True)  # as mode's: a service that stopped meanwhile reports that
+        return WaitResults([first], [done.value], False)
+    except BaseException:
+        for other in coros[1:]:
+            if isinstance(other, types.CoroutineType):
+                other.close()
+        raise
+    return await _SERVICE_WAIT_FIRST(self, _Resumed(first, pending), *coros[1:], timeout=timeout)
 
 
 def apply_fixes() -> None:
@@ -293,6 +362,9 @@ def apply_fixes() -> None:
         ProducerBuffer._send_pending = _send_pending_counted  # type: ignore[method-assign]
         setattr(ProducerBuffer, _PATCHED, True)
     ProducerBuffer.max_messages = BUFFER_MAX_MESSAGES
+    if not getattr(Consumer, _EAGER_PATCHED, False):
+        Consumer.wait_first = _wait_first_eagerly  # type: ignore[method-assign]
+        setattr(Consumer, _EAGER_PATCHED, True)
     if not getattr(Recovery, _RESTORE_PATCHED, False):
         Recovery._build_offsets = _build_offsets_then_bulk_restore  # type: ignore[method-assign]
         setattr(Recovery, _RESTORE_PATCHED, True)

@@ -16,6 +16,7 @@ import faust
 import faust.streams
 import pytest
 from faust.transport.producer import ProducerBuffer
+from mode import Service
 
 import stream.app  # noqa: F401  (importing the app applies the fixes)
 from stream import compat
@@ -534,3 +535,120 @@ def test_fausts_copy_of_a_partition_resumes_after_its_own_last_write(tmp_path: A
         if not a.loop.is_closed():
             a.loop.close()
         gc.collect()
+
+
+# --- Consumer.wait_first: the eager start of the conductor's callback ---------------------------------------------
+
+
+class Waiter(Service):
+    """A mode service to call the patched ``wait_first`` on (it reads only ``_stopped`` and ``_crashed``)."""
+
+
+def test_the_drain_loop_hands_each_record_to_wait_first_and_the_consumer_gets_the_eager_one() -> None:
+    from faust.transport.consumer import Consumer
+
+    source = inspect.getsource(Consumer._drain_messages)
+    assert "await self.wait_first(" in source and "callback(message), self.suspend_flow.wait()" in source
+    assert Consumer.wait_first is compat._wait_first_eagerly
+    assert Service.wait_first is not compat._wait_first_eagerly  # only the consumer: other services keep mode's
+
+
+def test_a_callback_that_never_suspends_completes_without_a_task() -> None:
+    steps: list[str] = []
+
+    async def callback() -> str:
+        steps.append("ran")
+        return "done"
+
+    async def run() -> tuple[Any, int]:
+        svc = Waiter()
+        flow = asyncio.Event()
+        other = flow.wait()
+        tasks_before = len(asyncio.all_tasks())
+        results = await compat._wait_first_eagerly(svc, callback(), other)
+        assert inspect.getcoroutinestate(other) == inspect.CORO_CLOSED  # closed, never left to warn "was never awaited"
+        return results, len(asyncio.all_tasks()) - tasks_before
+
+    results, new_tasks = asyncio.run(run())
+    assert steps == ["ran"] and new_tasks == 0
+    assert results.results == ["done"] and not results.stopped
+
+
+def test_a_callback_that_suspends_is_finished_as_mode_would() -> None:
+    async def run() -> Any:
+        svc = Waiter()
+        loop = asyncio.get_running_loop()
+        gate: asyncio.Future[int] = loop.create_future()
+
+        async def callback() -> int:
+            got = await gate  # suspends: the rest runs in a task
+            await asyncio.sleep(0)
+            return got + 1
+
+        loop.call_later(0.01, gate.set_result, 41)
+        flow = asyncio.Event()
+        return await asyncio.wait_for(compat._wait_first_eagerly(svc, callback(), flow.wait()), 5)
+
+    results = asyncio.run(run())
+    assert results.results == [42] and not results.stopped
+
+
+def test_a_suspended_callback_is_cancelled_when_the_flow_is_suspended_first() -> None:
+    cleaned: list[str] = []
+
+    async def run() -> Any:
+        svc = Waiter()
+        loop = asyncio.get_running_loop()
+        never: asyncio.Future[None] = loop.create_future()
+        flow = asyncio.Event()
+
+        async def callback() -> None:
+            try:
+                await never
+            finally:
+                cleaned.append("cancelled")
+
+        loop.call_later(0.01, flow.set)
+        results = await asyncio.wait_for(compat._wait_first_eagerly(svc, callback(), flow.wait()), 5)
+        await asyncio.sleep(0.01)  # let the cancelled task run its cleanup
+        return results
+
+    results = asyncio.run(run())
+    assert results.results == [True]  # the flow event won
+    assert cleaned == ["cancelled"]
+
+
+@pytest.mark.parametrize("suspends", [False, True], ids=["at once", "after a suspension"])
+def test_a_callback_that_raises_propagates_its_error(suspends: bool) -> None:
+    async def run() -> None:
+        svc = Waiter()
+
+        async def callback() -> None:
+            if suspends:
+                await asyncio.sleep(0)
+            raise ValueError("undecodable")
+
+        flow = asyncio.Event()
+        other = flow.wait()
+        with pytest.raises(ValueError, match="undecodable"):
+            await asyncio.wait_for(compat._wait_first_eagerly(svc, callback(), other), 5)
+        if not suspends:
+            assert inspect.getcoroutinestate(other) == inspect.CORO_CLOSED
+
+    asyncio.run(run())
+
+
+def test_a_stopped_service_reports_stopped_as_mode_does() -> None:
+    async def run() -> tuple[Any, Any]:
+        before = Waiter()
+        before._stopped.set()
+
+        async def callback() -> str:
+            return "ran"
+
+        by_mode = await Service.wait_first(before, callback())
+        eager = await compat._wait_first_eagerly(before, callback())
+        return by_mode, eager
+
+    by_mode, eager = asyncio.run(run())
+    assert by_mode.stopped and eager.stopped
