@@ -106,6 +106,10 @@ class BatchedTable:
         self.pending: list[Write] = []
 
     def get(self, key: str, where: Any) -> bytes | None:
+        db = compat.partition_db(self.table, where.message.partition)
+        if db is not None:
+            found: bytes | None = db.get(key.encode())
+            return found
         compat.use_event(where)
         value: bytes | None = self.table.get(key)
         return value
@@ -128,16 +132,26 @@ class BatchedTable:
             return
         writes, self.pending = self.pending, []
         last = await send_batches(self.producer(), self.topic, writes)
-        store(self.table.data, writes)
+        store(self.table, writes)
         for partition, offset in last.items():
             self.table.data.set_persisted_offset(TP(self.topic, partition), offset)
 
 
-def store(data: Any, writes: Sequence[Write]) -> None:
-    """Apply acknowledged writes to the local store (``Table.data``): not through the table, whose
-    ``__setitem__`` would send each to the changelog again."""
+def store(table: Any, writes: Sequence[Write]) -> None:
+    """Apply acknowledged writes to the table's local store, in their order: not through the table, whose
+    ``__setitem__`` would send each to the changelog again. On RocksDB, straight to each write's partition
+    database (``compat.partition_db``); on any other store through ``Table.data``, which writes to the
+    partition of the current event."""
+    data = table.data
     for w in writes:
-        compat.use_event(w.where)  # the store writes to the partition of the current event
+        db = compat.partition_db(table, w.partition)
+        if db is not None:
+            if w.value is None:
+                db.delete(w.key.encode())
+            else:
+                db.put(w.key.encode(), w.value)
+            continue
+        compat.use_event(w.where)
         if w.value is None:
             if w.key in data:
                 del data[w.key]

@@ -184,3 +184,58 @@ def test_reads_see_the_store_and_nothing_is_sent_without_writes() -> None:
         return bt.get("a", Where(0)), producer.batches
 
     assert asyncio.run(run()) == (b"1", 0)
+
+
+def test_on_rocksdb_the_direct_reads_and_writes_agree_with_fausts_own(tmp_path: Any) -> None:
+    """``BatchedTable`` reads and writes a RocksDB table's partition databases directly (``compat.partition_db``):
+    what it writes, Faust's table reads (in an event's partition, and outside any event as the query pages do),
+    and what Faust's store wrote, it reads; a delete removes the key for both."""
+    import contextvars
+    import gc
+
+    import faust
+    from faust.types import TP
+
+    from stream import compat
+
+    app = faust.App("app", broker="kafka://127.0.0.1:1", store="rocksdb://", datadir=str(tmp_path))
+    try:
+        table = app.Table("callers", key_type=str, value_type=bytes, partitions=4)
+        compat.use_raw_keys(table)
+        assert compat.partition_db(table, 2) is not None
+
+        def in_event(partition: int, f: Any) -> Any:
+            def run() -> Any:
+                ev = Where(partition)  # use_event keeps a weak reference only
+                compat.use_event(ev)
+                return f()
+
+            return contextvars.copy_context().run(run)
+
+        in_event(1, lambda: table.data.__setitem__("8613800000001", b"by faust"))
+        producer = Producer()
+        bt = BatchedTable(table, lambda: producer)
+        assert bt.get("8613800000001", Where(1)) == b"by faust"
+        assert bt.get("8613800000001", Where(2)) is None  # another partition's database
+        assert bt.get("8613899999999", Where(1)) is None  # never stored
+
+        async def write() -> None:
+            bt.set("8613800000002", b"direct \xe2\x9c\x93", Where(3))
+            bt.set("8613800000001", b"updated", Where(1))
+            await bt.written()
+            bt.delete("8613800000002", Where(3))
+            bt.set("8613800000003", b"three", Where(0))
+            await bt.written()
+
+        asyncio.run(write())
+        assert in_event(1, lambda: table.get("8613800000001")) == b"updated"
+        assert table.get("8613800000001") == b"updated"  # outside any event: the query page's read
+        assert table.get("8613800000003") == b"three"
+        assert table.get("8613800000002") is None and in_event(3, lambda: table.get("8613800000002")) is None
+        assert sorted(compat.partition_items(table, 0)) == [("8613800000003", b"three")]
+        assert bt.get("8613800000003", Where(0)) == b"three"
+        assert table.persisted_offset(TP("app-callers-changelog", 3)) == 1
+    finally:
+        if not app.loop.is_closed():
+            app.loop.close()
+        gc.collect()
