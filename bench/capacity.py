@@ -36,7 +36,7 @@ class Figures:
     sources: dict[str, str] = field(default_factory=dict)
     headroom: float = 0.6  # plan every core to run at most this busy
     replication: int = 3
-    standbys: int = 0  # the prod overlay runs without standbys (docs/deployment.md, "Production settings")
+    standbys: int = 1  # the prod overlay keeps one standby per table partition (docs/deployment.md)
     min_gateways: int = 3  # availability: a PDB of 1 and a node loss still leave one
     min_workers: int = 2  # one worker lost leaves one counting while the other is replaced
     min_partitions: int = 8
@@ -48,9 +48,9 @@ FIGURES = Figures(
     worker_us_per_event=207,
     broker_us_per_event=550,
     broker_fixed_cores=0.35,
-    # Used only when standbys > 0: a worker with a standby used 1.66x the CPU per event of one without
-    # (stream_failover, 200,000 events: 1,133 against 682 us per event on a busy machine).
-    standby_us_per_event=451,
+    # A standby adds 0.72x-1.16x the worker's own CPU per event (stream_failover at 1,000,000 events, two runs on
+    # 2026-12-02: 1,107 against 644 and 1,478 against 683 us per event): the larger share, 1.16 x 207 us.
+    standby_us_per_event=240,
     bytes_per_event={
         "events": 538,  # written by the gateway (one push per produce request at these rates): the cluster run
         "by-did": 80.4,
@@ -66,7 +66,8 @@ FIGURES = Figures(
         "2026-11-29 14:54, commit 2fb8dfd, quiet machine",
         "broker_us_per_event": "docs/reliability.md cluster run 2026-11-29 11:48-12:33: CPU of the 3 brokers sampled "
         "every 10 s against events accepted, least squares over 129 intervals (0.35 cores + 550 us per event)",
-        "standby_us_per_event": "bench/README.md, stream_failover 20261129T121333Z-full: 1,133 - 682 us per event",
+        "standby_us_per_event": "bench/README.md, stream_failover 20261202T160140Z-quick and 20261202T182938Z-quick: "
+        "a standby adds 1.16x and 0.72x the worker's own CPU per event; 1.16 x 207 us",
         "bytes_per_event": "python -m bench.capacity sizes --events 10000 (bench workload, on-disk); events topic "
         "from the cluster run (gateway-written)",
     },

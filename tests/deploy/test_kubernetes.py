@@ -85,8 +85,8 @@ def test_prod_uses_an_immutable_tag_and_more_replicas_than_dev(rendered: Rendere
 
 def test_prod_is_set_for_a_three_broker_cluster_and_worker_loss(rendered: Rendered) -> None:
     """docs/deployment.md, "Production settings": replication 3 with min.insync.replicas 2 on every topic and
-    changelog, no standbys (measured: no faster failover with the bulk restore, and one lossy run), static
-    membership, one pod at a time."""
+    changelog, one standby per table partition (a worker lost with its disk is replaced in ~13 s instead of ~30 s
+    at 1,000,000 events), static membership, one pod at a time."""
 
     def stream_settings(overlay: str) -> StreamSettings:
         cm = next(
@@ -97,7 +97,7 @@ def test_prod_is_set_for_a_three_broker_cluster_and_worker_loss(rendered: Render
         return s
 
     prod, dev = stream_settings("prod"), stream_settings("dev")
-    assert (prod.replication_factor, prod.min_isr(), prod.standby_replicas) == (3, 2, 0)
+    assert (prod.replication_factor, prod.min_isr(), prod.standby_replicas) == (3, 2, 1)
     assert (dev.replication_factor, dev.min_isr(), dev.standby_replicas) == (1, 1, 0)
     topics = [o for o in rendered["prod"] if o["kind"] == "KafkaTopic"]
     assert topics and all(

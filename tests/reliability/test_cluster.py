@@ -51,8 +51,8 @@ def cluster_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Rig,
         "BINDWATCH_PRODUCE_TIMEOUT_SECONDS": "2",
         "BINDWATCH_STORE": "rocksdb://",
         "BINDWATCH_COMMIT_INTERVAL_SECONDS": "1",
-        # For the standby scenario, which adds a second worker (the prod overlay runs without standbys for now:
-        # docs/deployment.md). With one worker Faust assigns no standby, so the broker scenarios run as prod does.
+        # As the prod overlay (docs/deployment.md). The standby scenario adds a second worker; with one worker Faust
+        # assigns no standby, so the broker scenarios run with none.
         "BINDWATCH_STANDBY_REPLICAS": "1",
     }
     s = names.settings(cluster.bootstrap, partitions=4).model_copy(update={"replication_factor": 3})
