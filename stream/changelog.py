@@ -139,18 +139,28 @@ class BatchedTable:
 
 def store(table: Any, writes: Sequence[Write]) -> None:
     """Apply acknowledged writes to the table's local store, in their order: not through the table, whose
-    ``__setitem__`` would send each to the changelog again. On RocksDB, straight to each write's partition
-    database (``compat.partition_db``); on any other store through ``Table.data``, which writes to the
-    partition of the current event."""
+    ``__setitem__`` would send each to the changelog again. On RocksDB, as one write batch per partition database
+    (``compat.partition_db``): one write-ahead-log append per partition instead of one per subject, and each
+    partition's writes land together. On any other store through ``Table.data``, which writes to the partition
+    of the current event."""
+    if compat.on_rocksdb(table):
+        batches: dict[int, Any] = {}
+        for w in writes:
+            wb = batches.get(w.partition)
+            if wb is None:
+                wb = batches[w.partition] = compat.write_batch()
+            if w.value is None:
+                wb.delete(w.key.encode())
+            else:
+                wb.put(w.key.encode(), w.value)
+        for partition, wb in batches.items():
+            db = compat.partition_db(table, partition)
+            if db is None:
+                raise RuntimeError(f"partition {partition} of a RocksDB table has no database")
+            db.write(wb)
+        return
     data = table.data
     for w in writes:
-        db = compat.partition_db(table, w.partition)
-        if db is not None:
-            if w.value is None:
-                db.delete(w.key.encode())
-            else:
-                db.put(w.key.encode(), w.value)
-            continue
         compat.use_event(w.where)
         if w.value is None:
             if w.key in data:

@@ -55,6 +55,7 @@ import weakref
 from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any
 
+import rocksdict
 from faust.streams import _current_event
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
@@ -135,13 +136,24 @@ def partition_db(table: Any, partition: int) -> Any | None:
     and catches a ``KeyError`` on the way; a write sets the current event per key, and a delete of a key Faust
     has not seen looks in every partition's database. In the drain profile of issue 13 these paths were 14% of
     the worker's CPU. Keys are raw UTF-8 (``use_raw_keys``) and values raw bytes, as Faust stores them
-    (``tests/unit/test_compat.py`` reads through one and writes through the other). Faust's key index (the
+    (``tests/unit/test_changelog.py`` reads through one and writes through the other). Faust's key index (the
     partition a key was last seen in, used by reads outside any event: the query pages) is not updated: such a
     read asks each partition's bloom filter, as it does for any key it has not seen. Uses the private
     ``Store._db_for_partition``.
     """
     open_db = getattr(table.data, "_db_for_partition", None)
     return None if open_db is None else open_db(partition)
+
+
+def on_rocksdb(table: Any) -> bool:
+    """Whether ``table`` is on Faust's RocksDB store (``partition_db`` answers for it)."""
+    return hasattr(table.data, "_db_for_partition")
+
+
+def write_batch() -> Any:
+    """An empty RocksDB write batch for ``partition_db``'s databases: rocksdict's, in raw mode, as Faust's
+    ``Store.apply_changelog_batch`` makes them (Faust opens its databases with ``Options(raw_mode=True)``)."""
+    return rocksdict.WriteBatch(raw_mode=True)
 
 
 def crashed_agents(app: Any) -> list[str]:

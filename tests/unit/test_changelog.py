@@ -225,6 +225,8 @@ def test_on_rocksdb_the_direct_reads_and_writes_agree_with_fausts_own(tmp_path: 
             await bt.written()
             bt.delete("8613800000002", Where(3))
             bt.set("8613800000003", b"three", Where(0))
+            bt.set("8613800000004", b"gone again", Where(0))
+            bt.delete("8613800000004", Where(0))  # in the same batch: applied in order
             await bt.written()
 
         asyncio.run(write())
@@ -233,6 +235,7 @@ def test_on_rocksdb_the_direct_reads_and_writes_agree_with_fausts_own(tmp_path: 
         assert table.get("8613800000003") == b"three"
         assert table.get("8613800000002") is None and in_event(3, lambda: table.get("8613800000002")) is None
         assert sorted(compat.partition_items(table, 0)) == [("8613800000003", b"three")]
+        assert table.get("8613800000004") is None
         assert bt.get("8613800000003", Where(0)) == b"three"
         assert table.persisted_offset(TP("app-callers-changelog", 3)) == 1
     finally:
