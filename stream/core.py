@@ -30,7 +30,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from schemas import Alert
 from schemas.numbers import mask_number
@@ -76,9 +76,11 @@ class Forwarder(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One input of a batch: a failure of subject ``key``, or (``failure`` None) a wall-clock tick for it."""
+class Item(NamedTuple):
+    """One input of a batch: a failure of subject ``key``, or (``failure`` None) a wall-clock tick for it.
+
+    A named tuple: two are built per event (one per stage), and a frozen dataclass's ``__init__`` set each of
+    the seven fields through ``object.__setattr__``."""
 
     key: str
     where: Any
@@ -318,6 +320,9 @@ class StageCore:
         return len(value)
 
     def _note_firing(self, key: str, state: SubjectState) -> None:
+        if not state.alerts:  # most subjects never alerted: no generator, no set
+            self.firing.pop(key, None)
+            return
         firing = frozenset(a.rule.value for a in state.alerts.values() if a.firing)
         if firing:
             self.firing[key] = firing

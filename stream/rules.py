@@ -133,7 +133,7 @@ class SubjectState:
 
     def has_rid(self, rid: str) -> bool:
         if self.rids is None:
-            self.rids = {f.rid for f in self.events}
+            self.rids = {f.rid for f in self.events} if self.events else set()
         return rid in self.rids
 
     # --- persistence (one table value; the format and its versions: ``stream.state``) ---------
