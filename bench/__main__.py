@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, Callable[[Ctx], dict[str, Any]]] = {
     "push_to_alert": alert_bench.push_to_alert,
     "stream_throughput": stream_bench.stream_throughput,
     "stream_state": stream_bench.stream_state,
+    "stream_peer_rounds": stream_bench.stream_peer_rounds,
     "stream_outage_cost": stream_bench.stream_outage_cost,
     "stream_storm": stream_bench.stream_storm,
     "stream_restore": stream_bench.stream_restore,

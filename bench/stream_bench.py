@@ -208,6 +208,49 @@ def stream_throughput(ctx: Ctx) -> dict[str, Any]:
     }
 
 
+def stream_peer_rounds(ctx: Ctx) -> dict[str, Any]:
+    """Issue 13's ratio, one worker against the quixstreams peer (caller + DID stages), measured in alternated
+    rounds (peer, bindwatch, peer, bindwatch, ...) on one backlog: on this machine the peer's own rate moved
+    1.6x between runs minutes apart, so one pair of drains says little. Reports each round's ratio, their
+    median, and the ratio of the best drain of each side. ``BENCH_PEER_ROUNDS`` rounds (default 3)."""
+    n = int(ctx.shared.get("events") or ctx.pick(200_000, 50_000))
+    rounds_n = int(os.environ.get("BENCH_PEER_ROUNDS", "3"))
+    if rounds_n < 1:
+        raise ValueError(f"BENCH_PEER_ROUNDS must be at least 1, got {rounds_n}")
+    topic, _ = _backlog(ctx, n)
+    peer_dir = ctx.out / "peer-rounds"
+    peer_dir.mkdir(parents=True, exist_ok=True)
+    rounds: list[dict[str, Any]] = []
+    for i in range(rounds_n):
+        quix = peer.drain(ctx.bootstrap, topic, n, peer_dir, timeout=_drain_timeout(n))
+        ours, _ = _drain(ctx, topic, n, 1, label=f"r{i}")
+        rounds.append(
+            {
+                "peer_events_per_s": quix["events_per_s"],
+                "peer_us_per_event": quix["peer_us_per_event"],
+                "events_per_s": ours["events_per_s"],
+                "worker_us_per_event": ours["worker_us_per_event"],
+                "complete": ours["complete"],
+                "log_trouble": ours.get("log_trouble"),
+                "ratio": round(ours["events_per_s"] / max(quix["events_per_s"], 1), 3),
+            }
+        )
+    ratios = sorted(r["ratio"] for r in rounds)
+    best_peer = max(r["peer_events_per_s"] for r in rounds)
+    best_ours = max(r["events_per_s"] for r in rounds)
+    return {
+        "events": n,
+        "rounds": rounds,
+        "ratio_median": ratios[len(ratios) // 2],
+        "ratio_min": ratios[0],
+        "ratio_max": ratios[-1],
+        "ratio_best_to_best": round(best_ours / max(best_peer, 1), 3),
+        "cpu_per_event_median": sorted(
+            round(r["worker_us_per_event"] / max(r["peer_us_per_event"], 0.1), 2) for r in rounds
+        )[len(rounds) // 2],
+    }
+
+
 def stream_outage_cost(ctx: Ctx) -> dict[str, Any]:
     """What outage detection's global counting costs (issue 14, target >= 0.95x): one worker drains the same
     backlog with BINDWATCH_OUTAGE_DETECTION off (the baseline) and on, alternated (off, on, off, on: the
