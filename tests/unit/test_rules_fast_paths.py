@@ -68,3 +68,21 @@ def test_the_measure_bound_is_never_below_the_best_window(
     new = data.draw(st.sampled_from(subset))
     measure, _start, _inside = rules._best_window_scan(subset, spec, new)
     assert rules._measure_bound(subset, spec, new) >= measure
+
+
+def test_the_cached_horizon_follows_each_policys_own_windows() -> None:
+    """``Policy.horizon_ms`` is computed once per instance: a policy made with other windows (directly or by
+    ``dataclasses.replace``) has its own, never the defaults'."""
+    assert P.horizon_ms(Kind.CALLER) == (1800 + 5400) * 1000  # pair_repeat's window is the longest
+    assert P.horizon_ms(Kind.DID) == (600 + 5400) * 1000
+    wide = replace(P, did_hot=replace(P.did_hot, window_s=7200), allowed_lateness_s=60)
+    assert wide.horizon_ms(Kind.DID) == (7200 + 60) * 1000
+    assert wide.horizon_ms(Kind.CALLER) == (1800 + 60) * 1000
+    assert P.horizon_ms(Kind.DID) == (600 + 5400) * 1000  # the original is untouched
+    # A failure just inside the wide DID horizon counts; the default policy refuses it as too late.
+    newest = Failure(T0 + 8000 * 1000, "new", "c1")
+    old = Failure(T0 + 8000 * 1000 - wide.horizon_ms(Kind.DID) + 1000, "old", "c2")
+    for policy, reason in ((wide, "new"), (P, "too_late")):
+        s = SubjectState(Kind.DID, "d")
+        rules.apply(s, newest, T0 + 9000 * 1000, policy)
+        assert rules.apply(s, old, T0 + 9000 * 1000, policy).reason == reason
