@@ -133,6 +133,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         logging_config=logs.logging_config(s),  # JSON lines at BINDWATCH_LOG_LEVEL: see stream.logs
     )
     app.bindwatch_metrics = metrics  # type: ignore[attr-defined]
+    compat.without_monitor_sensor(app)
     if s.bulk_restore_seconds > 0 and s.store.startswith("rocksdb"):
         compat.use_bulk_restore(app, BulkRestore(s.kafka_bootstrap_servers, s.bulk_restore_seconds))
 

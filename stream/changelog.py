@@ -23,8 +23,7 @@ never got it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from faust.types import TP
 
@@ -39,10 +38,10 @@ class BatchProducer(Protocol):
     async def send_batch(self, batch: Any, topic: str, *, partition: int) -> Any: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Write:
+class Write(NamedTuple):
     """One table write: ``value`` None deletes ``key``. ``where`` is the input record it came with (its
-    partition is the changelog partition, as in Faust)."""
+    partition is the changelog partition, as in Faust). A named tuple, like ``core.Item``: one or two are made
+    per event, and a frozen dataclass set each field through ``object.__setattr__``."""
 
     partition: int
     key: str

@@ -20,6 +20,7 @@ from mode import Service
 
 import stream.app  # noqa: F401  (importing the app applies the fixes)
 from stream import compat
+from stream.config import StreamSettings
 
 # The one third-party leak accepted here (see the fixture): mode.threads.ServiceThread's unclosed thread loop.
 pytestmark = [
@@ -652,3 +653,16 @@ def test_a_stopped_service_reports_stopped_as_mode_does() -> None:
 
     by_mode, eager = asyncio.run(run())
     assert by_mode.stopped and eager.stopped
+
+
+def test_the_worker_starts_without_fausts_monitor_among_its_sensors() -> None:
+    """Faust's ``App.on_init_dependencies`` adds its ``Monitor`` to the sensors every record goes through;
+    the worker's app takes it out again, and keeps ``app.monitor`` for the consumer's direct calls."""
+    from stream.app import create_app
+
+    app = create_app(StreamSettings(app_id="monitor-unit", log_level="ERROR"))
+    assert list(app.on_init_dependencies())  # the services Faust starts are still returned
+    assert app.monitor not in set(app.sensors)
+    assert app.monitor is not None and hasattr(app.monitor, "on_tp_commit")
+    app.on_init_dependencies()  # a second start (Faust does not, but it must not fail) changes nothing
+    assert app.monitor not in set(app.sensors)
