@@ -216,6 +216,14 @@ def create_app(state: ConsoleState) -> FastAPI:
     async def page() -> Response:
         return FileResponse(STATIC / "index.html")
 
+    @app.get("/numbers/", include_in_schema=False)
+    async def number_search(q: str = "") -> Response:
+        """The search form's own target (``action="/numbers/"``): where the page's script has not taken the
+        submit yet (Enter pressed while the page loads) or does not run, the browser sends the form here, and the
+        number is normalised as the gateway does and redirected to, as the script would."""
+        n = normalise_number(q[:64])
+        return RedirectResponse(f"/numbers/{quote(n, safe='')}" if n else "/", status_code=303)
+
     @app.get("/numbers/{number}", include_in_schema=False)
     async def number_page(number: str) -> Response:
         return FileResponse(STATIC / "number.html")

@@ -174,6 +174,13 @@ def test_search_finds_a_number_entered_with_plus_and_its_page_shows_each_failure
     assert rows == len(sent)
     assert browser.text("#title") == f"+852 {caller[3:7]} {caller[7:]}"
     browser.screenshot(tmp_path / "number.png")
+    # The same search without the page's script (``form.submit()`` skips its submit handler, as a press of Enter
+    # before the script has loaded does): the real browser GETs the form's action and the console redirects.
+    browser.type("#q", f"00852-{caller[3:]}")
+    browser.eval("document.getElementById('search').submit(), true")
+    browser.wait_for(
+        f"location.pathname === '/numbers/{caller}' && location.search === ''", 15, "the page by the form's own GET"
+    )
     browser.goto(procs.url(stack.console, "/numbers/0085200000001"))
     browser.wait_for(
         "document.getElementById('status').innerText.includes('no recent failures')", 15, "the no-failures message"

@@ -266,3 +266,17 @@ def test_pages_load_only_their_own_scripts_and_styles() -> None:
     _, client = console()
     r = client.get("/static/page.js")
     assert r.status_code == 200 and "javascript" in r.headers["content-type"]
+
+
+def test_the_search_form_submitted_without_the_script_lands_on_the_numbers_page() -> None:
+    """Enter pressed before the page's script took the form (or with scripts off): the browser GETs the form's
+    action, ``/numbers/?q=...``, and the console redirects as the script would, normalising as the gateway."""
+    _, client = console()
+    for raw, where in (("+852 1234 5678", "/numbers/85212345678"), ("00852-1234", "/numbers/8521234"), ("  ", "/")):
+        r = client.get("/numbers/", params={"q": raw}, headers=basic(TOKEN))
+        assert r.status_code == 303 and r.headers["location"] == where, raw
+    assert client.get("/numbers/", headers=basic(TOKEN)).headers["location"] == "/"
+    r = client.get("/numbers/", params={"q": "a/b?c"}, headers=basic(TOKEN))
+    assert r.headers["location"] == "/numbers/a%2Fb%3Fc"  # kept as given, never a path or query of its own
+    r = client.get("/numbers/", params={"q": "+85212345678"})  # signed out: to sign-in first, like every page
+    assert r.status_code == 303 and r.headers["location"].startswith("/signin?next=/")
