@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, Callable[[Ctx], dict[str, Any]]] = {
     "stream_state": stream_bench.stream_state,
     "stream_peer_rounds": stream_bench.stream_peer_rounds,
     "stream_outage_cost": stream_bench.stream_outage_cost,
+    "stream_settings_ab": stream_bench.stream_settings_ab,
     "stream_storm": stream_bench.stream_storm,
     "stream_restore": stream_bench.stream_restore,
     "stream_failover": stream_bench.stream_failover,

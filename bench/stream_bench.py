@@ -274,6 +274,58 @@ def stream_outage_cost(ctx: Ctx) -> dict[str, Any]:
     }
 
 
+def parse_ab(spec: str) -> dict[str, str]:
+    """``BENCH_AB``'s worker settings: space-separated ``NAME=value`` pairs, each a ``BINDWATCH_`` variable."""
+    out: dict[str, str] = {}
+    for pair in spec.split():
+        name, sep, value = pair.partition("=")
+        if not sep or not name.startswith("BINDWATCH_"):
+            raise ValueError(f"BENCH_AB takes BINDWATCH_NAME=value pairs separated by spaces; got {pair!r}")
+        out[name] = value
+    if not out:
+        raise ValueError("BENCH_AB is empty: give the settings to compare, e.g. BENCH_AB='BINDWATCH_BATCH_SIZE=2000'")
+    return out
+
+
+def stream_settings_ab(ctx: Ctx) -> dict[str, Any]:
+    """One worker with the settings in ``BENCH_AB`` (arm B) against one with the defaults (arm A, the
+    baseline), alternated on one backlog (A, B, A, B, ...; ``BENCH_AB_ROUNDS``, default 3): each round's
+    events/s and CPU-per-event ratios of B to A, and their medians. For settings, not code: the two arms run
+    the same checkout."""
+    n = int(ctx.shared.get("events") or ctx.pick(200_000, 50_000))
+    b_env = parse_ab(os.environ.get("BENCH_AB", ""))
+    rounds_n = int(os.environ.get("BENCH_AB_ROUNDS", "3"))
+    if rounds_n < 1:
+        raise ValueError(f"BENCH_AB_ROUNDS must be at least 1, got {rounds_n}")
+    topic, _ = _backlog(ctx, n)
+    rounds: list[dict[str, Any]] = []
+    for i in range(rounds_n):
+        a, _ = _drain(ctx, topic, n, 1, label=f"a{i}")
+        b, _ = _drain(ctx, topic, n, 1, b_env, label=f"b{i}")
+        rounds.append(
+            {
+                "a": (a["events_per_s"], a["worker_us_per_event"], a["mean_batch_items"][0]),
+                "b": (b["events_per_s"], b["worker_us_per_event"], b["mean_batch_items"][0]),
+                "complete": a["complete"] and b["complete"],
+                "log_trouble": {"a": a.get("log_trouble"), "b": b.get("log_trouble")},
+                "ratio": round(b["events_per_s"] / max(a["events_per_s"], 1), 3),
+                "cpu_ratio": round(b["worker_us_per_event"] / max(a["worker_us_per_event"], 0.1), 3),
+            }
+        )
+    ratios = sorted(r["ratio"] for r in rounds)
+    cpu = sorted(r["cpu_ratio"] for r in rounds)
+    return {
+        "events": n,
+        "b_settings": b_env,
+        "rounds": rounds,
+        "ratio_median": ratios[len(ratios) // 2],
+        "ratio_min": ratios[0],
+        "ratio_max": ratios[-1],
+        "cpu_ratio_median": cpu[len(cpu) // 2],
+        "ok": all(r["complete"] for r in rounds),
+    }
+
+
 def stream_storm(ctx: Ctx) -> dict[str, Any]:
     """A storm (N events to one DID from 2,000 callers; issue 13: 20,000) against the uniform backlog of the
     same size (the baseline), each drained by one fresh worker in the same run; target >= 0.9x."""
