@@ -2,12 +2,14 @@
 
 Run: ``faust -L uvloop -A stream.app worker`` (uvloop: the worker spends a third of its CPU in the event loop).
 
-The layer only wires: each agent decodes its records into ``stream.core.Item``s and hands a batch to the
-stage's ``StageCore`` (the caller agent takes up to ``batch_size`` events at once; the DID agent takes up
-to ``did_batch_records`` bundle records, one per caller batch and partition, see ``stream.bundle``). The
+The layer only wires: each stage's task takes its records in batches straight from Faust's consumer
+(``stream.intake``; with ``BINDWATCH_DIRECT_INPUT=false``, an agent's stream through ``compat.take_batches``),
+decodes them into ``stream.core.Item``s and hands the batch to the stage's ``StageCore`` (the caller stage takes
+up to ``batch_size`` events at once; the DID stage up to ``did_batch_records`` bundle records, one per caller
+batch and partition, see ``stream.bundle``). The
 core owns the batch logic and the order that makes a crash harmless (alerts acknowledged, then tables
 written, then events forwarded, then offsets acknowledged): see ``stream.core``. Here, the adapters give
-the core Faust's table, producer and topics; the agents let Faust acknowledge a batch's offsets only after
+the core Faust's table, producer and topics; the stages acknowledge a batch's offsets only after
 the core returned, and the worker exits if the core raises (``run_batch``). Faust internals are used only
 through ``stream.compat``.
 """
@@ -38,6 +40,7 @@ from stream.changelog import BatchedTable
 from stream.config import StreamSettings, get_settings
 from stream.core import BundleForwarder, Item, StageCore
 from stream.counting import OUTAGE_TABLE, StageCounter
+from stream.intake import Intake
 from stream.metrics import StreamMetrics
 from stream.restore import BulkRestore
 
@@ -94,6 +97,18 @@ async def run_batch(core: StageCore, events: Sequence[Any], to_items: Callable[[
         metrics.batch_seconds.labels(stage).observe(time.monotonic() - started)
     except Exception:
         log.critical("a %s batch failed; exiting so that it is replayed from the last commit", stage, exc_info=True)
+        logging.shutdown()
+        os._exit(EXIT_BATCH_FAILED)
+
+
+async def run_stage(core: StageCore, intake: Intake, to_items: Callable[[Sequence[Any]], list[Item]]) -> None:
+    """A stage's task on the direct input: every batch through ``run_batch``; if taking batches itself fails,
+    the worker exits as ``run_batch`` does (a stage that stopped would leave its partitions unread)."""
+    try:
+        async for records in intake.batches():
+            await run_batch(core, records, to_items)
+    except Exception:
+        log.critical("the %s stage's input failed; exiting", core.kind.value, exc_info=True)
         logging.shutdown()
         os._exit(EXIT_BATCH_FAILED)
 
@@ -238,17 +253,37 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
             ]
         return items
 
-    @app.agent(app.topic(s.events_topic, s.caller_ticks_topic, key_type=str, value_type=bytes))
-    async def count_by_caller(stream: Any) -> None:
-        """Events in batches: each caller read and written once per batch; one by-DID bundle per partition."""
-        async for events in compat.take_batches(stream, s.batch_size, s.batch_wait_ms / 1000):
-            await run_batch(caller_core, events, caller_items)
+    caller_input = app.topic(s.events_topic, s.caller_ticks_topic, key_type=str, value_type=bytes)
+    did_input = app.topic(s.by_did_topic, s.did_ticks_topic, key_type=str, value_type=bytes)
+    if s.direct_input:
+        # as many records wait as an agent's queue held (Faust's stream_buffer_maxsize) before fetches pause
+        buffered = max(app.conf.stream_buffer_maxsize, 4 * s.batch_size)
+        caller_intake = Intake(app, caller_input.topics, s.batch_size, s.batch_wait_ms / 1000, limit=buffered)
+        did_intake = Intake(app, did_input.topics, s.did_batch_records, s.batch_wait_ms / 1000, limit=buffered)
+        compat.use_intake(app, caller_input, caller_intake)
+        compat.use_intake(app, did_input, did_intake)
 
-    @app.agent(app.topic(s.by_did_topic, s.did_ticks_topic, key_type=str, value_type=bytes))
-    async def count_by_did(stream: Any) -> None:
-        """Bundles (and ticks) in batches: each DID in a batch read and written once."""
-        async for events in compat.take_batches(stream, s.did_batch_records, s.batch_wait_ms / 1000):
-            await run_batch(did_core, events, did_items)
+        @app.task  # type: ignore[untyped-decorator]
+        async def count_by_caller() -> None:
+            """Events in batches: each caller read and written once per batch; one by-DID bundle per partition."""
+            await run_stage(caller_core, caller_intake, caller_items)
+
+        @app.task  # type: ignore[untyped-decorator]
+        async def count_by_did() -> None:
+            """Bundles (and ticks) in batches: each DID in a batch read and written once."""
+            await run_stage(did_core, did_intake, did_items)
+
+    else:
+
+        @app.agent(caller_input)
+        async def count_by_caller(stream: Any) -> None:
+            async for events in compat.take_batches(stream, s.batch_size, s.batch_wait_ms / 1000):
+                await run_batch(caller_core, events, caller_items)
+
+        @app.agent(did_input)
+        async def count_by_did(stream: Any) -> None:
+            async for events in compat.take_batches(stream, s.did_batch_records, s.batch_wait_ms / 1000):
+                await run_batch(did_core, events, did_items)
 
     def held(topic: str) -> set[int]:
         return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}

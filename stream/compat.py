@@ -31,7 +31,9 @@ drain). ``BUFFER_MAX_MESSAGES`` leaves room for a few batches; beyond that the b
 still does.)
 
 The batching loop (``take_batches``) replaces ``Stream.take_events``, which stops reading while the agent
-processes a batch and starts its wait only afterwards: see ``take_batches``.
+processes a batch and starts its wait only afterwards: see ``take_batches``. The stages no longer read through a
+stream at all unless ``BINDWATCH_DIRECT_INPUT`` is off: ``Conductor._build_handler`` returns, for the partitions
+of a topic given to ``use_intake``, that ``stream.intake.Intake``'s handler instead of Faust's.
 
 ``Consumer.wait_first`` (mode's ``Service.wait_first``, on Faust's consumer only) starts a coroutine eagerly:
 the consumer's drain loop hands every fetched record to the conductor as
@@ -58,6 +60,7 @@ from typing import Any
 import rocksdict
 from faust.streams import _current_event
 from faust.tables.recovery import Recovery
+from faust.transport.conductor import Conductor
 from faust.transport.consumer import Consumer
 from faust.transport.producer import ProducerBuffer
 from mode import Service
@@ -71,6 +74,8 @@ _SENDING = "_bindwatch_sending"
 BUFFER_MAX_MESSAGES = 5000
 """Table writes the producer buffer holds before the conductor waits for it (``ProducerBuffer.max_messages``)."""
 _RESTORE_PATCHED = "_bindwatch_bulk_restore"
+_INTAKE_PATCHED = "_bindwatch_intake"
+_INTAKES_ATTR = "bindwatch_intakes"
 _RESTORE_ATTR = "bindwatch_bulk_restore"
 
 
@@ -406,6 +411,33 @@ async def _wait_first_eagerly(self: Any, *coros: Any, timeout: Any = None) -> Wa
     return await _SERVICE_WAIT_FIRST(self, _Resumed(first, pending), *coros[1:], timeout=timeout)
 
 
+def use_intake(app: Any, topic: Any, intake: Any) -> None:
+    """Deliver the records of ``topic`` (a Faust topic, one or more names) to ``intake.on_message`` instead of
+    to an agent's stream (``stream.intake``).
+
+    The topic is registered with the conductor (``app.topics.add``: subscribed, acknowledged per record as an
+    agent's topic is), and the intake with the flow control (private ``FlowControlEvent.manage_queue``, public
+    in mode but typed for its queues), which clears it at a revocation. The handler itself is chosen by the
+    patched private ``Conductor._build_handler`` (``apply_fixes``) each time the conductor maps the assigned
+    partitions to their handlers.
+    """
+    intakes: dict[str, Any] = app.__dict__.setdefault(_INTAKES_ATTR, {})
+    for name in topic.topics:
+        intakes[name] = intake
+    app.topics.add(topic)
+    app.flow_control.manage_queue(intake)
+
+
+def _build_handler_with_intakes(self: Any, tp: Any, channels: Any) -> Any:
+    intake = self.app.__dict__.get(_INTAKES_ATTR, {}).get(tp.topic)
+    if intake is not None:
+        return intake.on_message
+    return _ORIGINAL_BUILD_HANDLER(self, tp, channels)
+
+
+_ORIGINAL_BUILD_HANDLER = Conductor._build_handler
+
+
 def apply_fixes() -> None:
     """Install the patches above (idempotent)."""
     if not getattr(ProducerBuffer, _PATCHED, False):
@@ -416,6 +448,9 @@ def apply_fixes() -> None:
     if not getattr(Consumer, _EAGER_PATCHED, False):
         Consumer.wait_first = _wait_first_eagerly  # type: ignore[method-assign]
         setattr(Consumer, _EAGER_PATCHED, True)
+    if not getattr(Conductor, _INTAKE_PATCHED, False):
+        Conductor._build_handler = _build_handler_with_intakes  # type: ignore[method-assign]
+        setattr(Conductor, _INTAKE_PATCHED, True)
     if not getattr(Recovery, _RESTORE_PATCHED, False):
         Recovery._build_offsets = _build_offsets_then_bulk_restore  # type: ignore[method-assign]
         setattr(Recovery, _RESTORE_PATCHED, True)

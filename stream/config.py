@@ -58,8 +58,13 @@ class StreamSettings(BaseSettings):
     partition, so the default takes about four caller batches' worth."""
     batch_wait_ms: int = Field(default=50, ge=1, le=5000)
     """How long a batch's first event may wait for company (less when the batch fills first): the most a stage adds
-    to an alert's latency besides processing. The stream is read on while a batch is processed
-    (``compat.take_batches``), so under load batches grow with the processing time, not with this wait."""
+    to an alert's latency besides processing. Records are read on while a batch is processed
+    (``stream.intake``), so under load batches grow with the processing time, not with this wait."""
+    direct_input: bool = True
+    """Take each stage's records straight from Faust's consumer (``stream.intake``) instead of through an
+    agent's stream (``compat.take_batches``): the same batches, acknowledgements and rebalance behaviour, with
+    a fraction of the per-record cost. Off is the fallback should a Faust upgrade break the direct path (its
+    guard tests in ``tests/unit/test_compat.py`` say so first)."""
     hot_subjects: int = Field(default=10000, ge=0, le=1_000_000)
     """Decoded subjects each stage keeps between batches (the most recently written; 0 turns it off): a subject
     seen again (a repeat caller, a hot DID, a storm) skips its table read and decode. Also bounded by the size of

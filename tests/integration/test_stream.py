@@ -89,13 +89,16 @@ def alert_keys(recs: list[Rec]) -> Counter[tuple[str, str, str]]:
     return Counter((a.fingerprint, a.status.value, a.severity.value) for a in unique.values())
 
 
-def test_scenario_yields_exactly_the_expected_alerts(bootstrap: str, logdir: Path) -> None:
+@pytest.mark.parametrize("direct_input", ["true", "false"], ids=["direct-input", "stream-input"])
+def test_scenario_yields_exactly_the_expected_alerts(bootstrap: str, logdir: Path, direct_input: str) -> None:
+    """Both input paths (``stream.intake``, and the agents' streams kept as the fallback) give the same alerts."""
     names = Names.new("scn")
     s = setup_topics(bootstrap, names)
     policy = StreamSettings(resolve_after_seconds=8).policy()
     events = scenario()
     want, callers, dids = expected([e for e in events if e.code != 0], policy)
-    wk = procs.worker({**names.env(bootstrap), **FAST, "BINDWATCH_STORE": "memory://"}, logdir).start(timeout=120)
+    env = {**names.env(bootstrap), **FAST, "BINDWATCH_STORE": "memory://", "BINDWATCH_DIRECT_INPUT": direct_input}
+    wk = procs.worker(env, logdir, f"worker-{direct_input}").start(timeout=120)
     try:
         produce(bootstrap, s.events_topic, records_now(events))
         got_firing: Counter[tuple[str, str, str]] = Counter()

@@ -16,11 +16,13 @@ import faust
 import faust.streams
 import pytest
 from faust.transport.producer import ProducerBuffer
+from faust.types import TP
 from mode import Service
 
 import stream.app  # noqa: F401  (importing the app applies the fixes)
 from stream import compat
 from stream.config import StreamSettings
+from stream.intake import Intake, Record
 
 # The one third-party leak accepted here (see the fixture): mode.threads.ServiceThread's unclosed thread loop.
 pytestmark = [
@@ -666,3 +668,34 @@ def test_the_worker_starts_without_fausts_monitor_among_its_sensors() -> None:
     assert app.monitor is not None and hasattr(app.monitor, "on_tp_commit")
     app.on_init_dependencies()  # a second start (Faust does not, but it must not fail) changes nothing
     assert app.monitor not in set(app.sensors)
+
+
+# --- the direct input (stream.intake) ------------------------------------------------------------------
+def test_use_intake_routes_the_topics_partitions_to_the_intake_and_leaves_others_to_faust(
+    app: faust.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Faust's own handler would create the app's consumer (and its thread's event loop): a stand-in says it ran
+    monkeypatch.setattr(compat, "_ORIGINAL_BUILD_HANDLER", lambda self, tp, channels: ("faust's", tp))
+    topic = app.topic("events", "ticks", value_type=bytes)
+    other = app.topic("elsewhere", value_type=bytes)
+    intake = Intake(app, topic.topics, 10, 0.05)
+    compat.use_intake(app, topic, intake)
+    app.topics.add(other)
+    assert topic in app.topics and other in app.topics  # subscribed
+    conductor = app.topics
+    assert conductor._build_handler(TP("events", 3), {topic}) == intake.on_message  # type: ignore[attr-defined]
+    assert conductor._build_handler(TP("ticks", 0), {topic}) == intake.on_message  # type: ignore[attr-defined]
+    assert conductor._build_handler(TP("elsewhere", 0), {other}) == ("faust's", TP("elsewhere", 0))  # type: ignore[attr-defined]
+    assert intake in app.flow_control._queues  # type: ignore[attr-defined]  # cleared at a revocation
+
+
+def test_fausts_consumer_and_message_offer_what_the_intake_uses() -> None:
+    """Guards an upgrade: the names the intake calls on Faust's consumer and message types."""
+    from faust.transport.consumer import Consumer
+    from faust.types.tuples import ConsumerMessage
+
+    for name in ("ack", "on_buffer_full", "on_buffer_drop", "unacked", "wait_empty"):
+        assert hasattr(Consumer, name), name
+    m = ConsumerMessage("t", 0, 5, None, 0, [], b"k", b"v", None, 1, 1, TP("t", 0), generation_id=7)
+    assert m.generation_id == 7 and m.tracked is False
+    assert Record(m).key == "k" and Record(m).value == b"v"

@@ -1,0 +1,170 @@
+"""The stages' input: records taken from Faust's consumer as it fetches them, in batches, without a Faust stream.
+
+Why (issue 13): through an agent's stream, every record cost the conductor an ``Event`` (key and value through
+Faust's codec machinery), a put on the agent's queue with its pressure checks, and then the stream's iterator
+one event-loop turn, a context variable, the sensors and a processor call, before ``take_batches`` added it to a
+batch; after the batch, an ``Event.ack`` each. In the drain profile of 2026-12-06 that input path was about 18%
+of the worker's CPU, more than the rules. Here the conductor hands each record of a stage's topics to
+``Intake.on_message`` (``stream.compat.use_intake`` installs it in place of Faust's per-partition handler), which
+appends it to a list; the stage's task takes batches off that list.
+
+What Faust's stream did that matters is kept, rule for rule (``faust.streams.Stream._c_aiter``, 0.15.3):
+
+* **acknowledgement**: a record is tracked as unacknowledged (``Consumer.unacked``) when it is taken into a
+  batch, and acknowledged (``Consumer.ack``, which is what lets the offset be committed) only once the stage
+  asks for the next batch, that is after ``StageCore.process`` returned. A batch whose processing raised is
+  never acknowledged (the worker exits, ``stream.app.run_batch``), so it is replayed from the last commit.
+* **rebalances**: Faust suspends its flow control, clears the queues it manages (this list is one of them:
+  ``FlowControlEvent.manage_queue``), then waits until nothing is unacknowledged (``Consumer.wait_empty``): the
+  batch being processed holds the revocation until it is done, as before. A record fetched under an earlier
+  consumer generation, or taken while the flow is suspended, is dropped without acknowledgement, as the
+  stream dropped it; after the rebalance the consumer reads on from the committed offset.
+* **back-pressure**: the conductor never waits here (it would stall the other stage's partitions too). Once
+  ``limit`` records wait, each further record's partition is taken out of the fetch (``Consumer.on_buffer_full``,
+  what Faust does when an agent's queue is under pressure); the partitions are fetched again once the list has
+  drained below half of ``limit`` (``on_buffer_drop``). What was already fetched is still appended.
+* **flow control and the producer**: each record waits, as in Faust's handler, while the flow is suspended and
+  while the producer's buffer is full.
+
+Batching is ``take_batches``'s: a batch is taken when ``max_`` records wait, or when the oldest has waited
+``within``; under a backlog the next batch fills while one is processed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Collection
+from typing import Any
+
+from faust.types import TP
+
+
+class Record:
+    """One input record as a stage sees it: what ``stream.app`` and ``stream.changelog`` use of a Faust
+    ``Event`` (``key`` as text, ``value`` as bytes, ``message`` for the partition, offset and timestamp). It can
+    stand as Faust's current event for a table not stored in RocksDB (``stream.compat.use_event``), for which a
+    table needs only ``message``."""
+
+    __slots__ = ("__weakref__", "key", "message", "value")
+
+    def __init__(self, message: Any) -> None:
+        self.message = message
+        key = message.key
+        self.key: str = key.decode(errors="replace") if isinstance(key, bytes) else (key or "")
+        self.value: bytes = message.value if message.value is not None else b""
+
+
+class Intake:
+    """The records of one stage's topics, from the conductor to the stage's batches (see the module docstring).
+
+    ``app`` is used for its consumer (``unacked``, ``ack``, ``on_buffer_full``, ``on_buffer_drop``), its flow
+    control, its producer's buffer and its consumer generation."""
+
+    def __init__(self, app: Any, topics: Collection[str], max_: int, within: float, *, limit: int = 0) -> None:
+        if max_ < 1:
+            raise ValueError(f"max_ must be at least 1, got {max_}")
+        self.app = app
+        self.topics = frozenset(topics)
+        self.max = max_
+        self.within = within
+        self.limit = limit or 4 * max_
+        """Records waiting beyond which the fetch of a record's partition pauses."""
+        self._pending: deque[Any] = deque()
+        self._first_at = 0.0
+        self._arrived: asyncio.Event | None = None
+        self._full: asyncio.Event | None = None
+        self._paused: set[Any] = set()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def clear(self) -> None:
+        """Forget what waits (Faust's flow control calls this at a revocation, with the agents' queues)."""
+        self._pending.clear()
+        self._resume_fetching()
+
+    def _events(self) -> tuple[asyncio.Event, asyncio.Event]:
+        if self._arrived is None or self._full is None:
+            self._arrived, self._full = asyncio.Event(), asyncio.Event()
+        return self._arrived, self._full
+
+    async def on_message(self, message: Any) -> None:
+        """The conductor's handler for a partition of this stage's topics: one call per fetched record."""
+        app = self.app
+        await app.flow_control.acquire()
+        await app.producer.buffer.wait_until_ebb()
+        arrived, full = self._events()
+        pending = self._pending
+        if not pending:
+            self._first_at = asyncio.get_running_loop().time()
+            arrived.set()
+        pending.append(message)
+        n = len(pending)
+        if n >= self.max:
+            full.set()
+        if n >= self.limit:
+            tp = TP(message.topic, message.partition)  # Faust's type: the consumer's partition sets hold only it
+            if tp not in self._paused:
+                self._paused.add(tp)
+                app.consumer.on_buffer_full(tp)
+
+    def _resume_fetching(self) -> None:
+        if self._paused and len(self._pending) < self.limit // 2:
+            consumer = self.app.consumer
+            for tp in self._paused:
+                consumer.on_buffer_drop(tp)
+            self._paused.clear()
+
+    def _take(self) -> list[Record]:
+        """Up to ``max`` waiting records, tracked as unacknowledged; stale ones dropped (module docstring)."""
+        app = self.app
+        pending = self._pending
+        unacked = app.consumer.unacked
+        generation = app.consumer_generation_id
+        active = app.flow_control.is_active()
+        batch: list[Record] = []
+        while pending and len(batch) < self.max:
+            message = pending.popleft()
+            if not active or message.generation_id != generation:
+                continue  # read again from the committed offset after the rebalance, never acknowledged
+            message.tracked = True
+            unacked.add(message)
+            batch.append(Record(message))
+        if pending:
+            self._first_at = asyncio.get_running_loop().time()  # the rest waited no longer than this batch
+        else:
+            self._full_clear()
+        self._resume_fetching()
+        return batch
+
+    def _full_clear(self) -> None:
+        if self._full is not None:
+            self._full.clear()
+
+    async def batches(self) -> AsyncIterator[list[Record]]:
+        """The stage's batches; a batch is acknowledged when the next one is asked for (never when the
+        generator is closed by an exception or a cancellation)."""
+        loop = asyncio.get_running_loop()
+        arrived, full = self._events()
+        consumer = self.app.consumer
+        while True:
+            if not self._pending:
+                arrived.clear()
+                await arrived.wait()
+                continue
+            left = self._first_at + self.within - loop.time()
+            if left > 0 and len(self._pending) < self.max:
+                full.clear()
+                try:
+                    await asyncio.wait_for(full.wait(), timeout=left)
+                except TimeoutError:
+                    pass
+            batch = self._take()
+            if len(self._pending) < self.max:
+                full.clear()
+            if not batch:
+                continue
+            yield batch
+            for record in batch:
+                consumer.ack(record.message)

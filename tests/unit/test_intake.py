@@ -1,0 +1,255 @@
+"""``stream.intake``: the stages' direct input keeps every rule of Faust's stream that exactness and
+rebalances depend on (acknowledge after processing, never on failure; track what a batch holds so a revocation
+waits for it; drop what a rebalance made stale; back-pressure by pausing fetches, never by blocking the
+conductor). The app around it is a double with Faust's own flow control and partition type; the patch that
+routes the conductor to it, and the names used of Faust's consumer and message, are tested against a real
+Faust app in ``test_compat.py``."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from faust.types import TP
+from mode.utils.queues import FlowControlEvent
+
+from stream.intake import Intake, Record
+
+
+class FakeConsumer:
+    def __init__(self) -> None:
+        self.unacked: set[Any] = set()
+        self.acked: list[int] = []
+        self.paused: list[TP] = []
+        self.resumed: list[TP] = []
+
+    def ack(self, message: Any) -> bool:
+        self.unacked.discard(message)
+        self.acked.append(message.offset)
+        return True
+
+    def on_buffer_full(self, tp: TP) -> None:
+        assert isinstance(tp, TP)  # Faust's consumer asserts this when it next lists its active partitions
+        self.paused.append(tp)
+
+    def on_buffer_drop(self, tp: TP) -> None:
+        assert isinstance(tp, TP)
+        self.resumed.append(tp)
+
+
+class FakeApp:
+    def __init__(self) -> None:
+        self.consumer = FakeConsumer()
+        self.flow_control = FlowControlEvent()
+        self.flow_control.resume()
+        self.consumer_generation_id = 1
+
+        async def ebb() -> None:
+            return None
+
+        self.producer = SimpleNamespace(buffer=SimpleNamespace(wait_until_ebb=ebb))
+
+
+class Msg:
+    """What the intake uses of Faust's ``ConsumerMessage`` (hashable by identity, as Faust's is)."""
+
+    def __init__(self, offset: int, generation: int = 1, partition: int = 0, key: bytes | None = b"k") -> None:
+        self.topic = "events"
+        self.partition = partition
+        self.offset = offset
+        self.key = key
+        self.value = b"v%d" % offset
+        self.generation_id = generation
+        self.tracked = False
+
+
+def offsets(batch: list[Record]) -> list[int]:
+    return [r.message.offset for r in batch]
+
+
+def test_batches_fill_and_each_is_acknowledged_only_when_the_next_is_asked_for() -> None:
+    app = FakeApp()
+    intake = Intake(app, ["events"], 3, 0.05)
+
+    async def run() -> list[tuple[list[int], list[int], int]]:
+        for i in range(7):
+            await intake.on_message(Msg(i))
+        got = []
+        async for batch in intake.batches():
+            got.append((offsets(batch), list(app.consumer.acked), len(app.consumer.unacked)))
+            if sum(len(g[0]) for g in got) == 7:
+                break
+        return got
+
+    assert asyncio.run(run()) == [([0, 1, 2], [], 3), ([3, 4, 5], [0, 1, 2], 3), ([6], [0, 1, 2, 3, 4, 5], 1)]
+
+
+def test_taken_records_are_tracked_as_unacknowledged_until_acknowledged() -> None:
+    """``Consumer.wait_empty`` (a revocation) waits for exactly these: the batch being processed."""
+    app = FakeApp()
+    intake = Intake(app, ["events"], 2, 0.01)
+
+    async def run() -> tuple[set[int], list[bool], set[int]]:
+        for i in range(3):
+            await intake.on_message(Msg(i))
+        it = aiter(intake.batches())
+        first = await anext(it)
+        during = {m.offset for m in app.consumer.unacked}
+        tracked = [r.message.tracked for r in first]
+        await anext(it)
+        return during, tracked, {m.offset for m in app.consumer.unacked}
+
+    during, tracked, after = asyncio.run(run())
+    assert during == {0, 1} and tracked == [True, True]
+    assert after == {2}  # the first batch acknowledged, the second now tracked; the waiting one was not
+
+
+def test_a_batch_whose_processing_failed_is_never_acknowledged() -> None:
+    app = FakeApp()
+    intake = Intake(app, ["events"], 2, 0.01)
+
+    async def run() -> None:
+        await intake.on_message(Msg(0))
+        await intake.on_message(Msg(1))
+        async for _batch in intake.batches():
+            raise RuntimeError("the core failed")
+
+    with pytest.raises(RuntimeError, match="the core failed"):
+        asyncio.run(run())
+    assert app.consumer.acked == []
+
+
+def test_within_counts_from_the_first_arrival_and_records_that_waited_during_processing_go_at_once() -> None:
+    within = 0.5
+    app = FakeApp()
+    intake = Intake(app, ["events"], 100, within)
+
+    async def run() -> tuple[float, list[int], float, list[int]]:
+        loop = asyncio.get_running_loop()
+        it = aiter(intake.batches())
+        t0 = loop.time()
+        await intake.on_message(Msg(0))
+        first = await asyncio.wait_for(anext(it), 10)
+        first_after = loop.time() - t0
+        await intake.on_message(Msg(1))  # arrive while the stage "processes" the first batch
+        await intake.on_message(Msg(2))
+        await asyncio.sleep(within * 1.2)
+        t1 = loop.time()
+        second = await asyncio.wait_for(anext(it), 10)
+        return first_after, offsets(first), loop.time() - t1, offsets(second)
+
+    first_after, first, second_after, second = asyncio.run(run())
+    assert first == [0] and first_after >= within * 0.95  # a lone record waits ``within`` for company
+    assert second == [1, 2] and second_after < within * 0.5  # no second wait
+
+
+def test_a_full_batch_goes_without_waiting() -> None:
+    app = FakeApp()
+    intake = Intake(app, ["events"], 3, 30.0)
+
+    async def run() -> list[int]:
+        it = aiter(intake.batches())
+        task = asyncio.ensure_future(anext(it))
+        for i in range(3):
+            await intake.on_message(Msg(i))
+        return offsets(await asyncio.wait_for(task, 5))
+
+    assert asyncio.run(run()) == [0, 1, 2]
+
+
+def test_records_of_an_earlier_generation_or_taken_while_the_flow_is_suspended_are_dropped_unacknowledged() -> None:
+    app = FakeApp()
+    intake = Intake(app, ["events"], 10, 0.01)
+
+    async def run() -> tuple[list[int], list[int]]:
+        await intake.on_message(Msg(0, generation=1))
+        await intake.on_message(Msg(1, generation=2))
+        app.consumer_generation_id = 2  # a rebalance happened meanwhile: offset 0 was fetched before it
+        it = aiter(intake.batches())
+        first = offsets(await anext(it))
+        await intake.on_message(Msg(2, generation=2))
+        app.flow_control.suspend()  # a rebalance begins between the arrival and the take
+        waiting = asyncio.ensure_future(anext(it))
+        await asyncio.sleep(0.05)
+        app.flow_control.resume()
+        await intake.on_message(Msg(3, generation=2))
+        second = offsets(await asyncio.wait_for(waiting, 5))
+        return first, second
+
+    first, second = asyncio.run(run())
+    assert first == [1] and second == [3]
+    assert app.consumer.acked == [1]  # 0 and 2 never: the consumer reads them again from the committed offset
+    assert {m.offset for m in app.consumer.unacked} == {3}
+
+
+def test_the_flow_controls_clear_at_a_revocation_forgets_what_waits() -> None:
+    app = FakeApp()
+    intake = Intake(app, ["events"], 10, 0.01, limit=2)
+    app.flow_control.manage_queue(intake)  # type: ignore[arg-type]  # what compat.use_intake does
+
+    async def run() -> None:
+        for i in range(3):
+            await intake.on_message(Msg(i))
+
+    asyncio.run(run())
+    assert len(intake) == 3 and app.consumer.paused == [TP("events", 0)]
+    app.flow_control.clear()  # Faust's revocation: suspend, then clear every managed queue
+    assert len(intake) == 0
+    assert app.consumer.resumed == [TP("events", 0)]  # the partition is fetched again, from the committed offset
+
+
+def test_arrival_waits_for_the_flow_and_the_producer_buffer_like_fausts_handler() -> None:
+    app = FakeApp()
+    ebbs: list[int] = []
+
+    async def ebb() -> None:
+        ebbs.append(1)
+
+    app.producer = SimpleNamespace(buffer=SimpleNamespace(wait_until_ebb=ebb))
+    intake = Intake(app, ["events"], 10, 0.01)
+
+    async def run() -> tuple[bool, int]:
+        app.flow_control.suspend()
+        arrival = asyncio.ensure_future(intake.on_message(Msg(0)))
+        await asyncio.sleep(0.05)
+        blocked = not arrival.done() and len(intake) == 0
+        app.flow_control.resume()
+        await asyncio.wait_for(arrival, 5)
+        return blocked, len(intake)
+
+    assert asyncio.run(run()) == (True, 1)
+    assert ebbs == [1]
+
+
+def test_back_pressure_pauses_each_partition_once_and_resumes_them_below_half_the_limit() -> None:
+    app = FakeApp()
+    intake = Intake(app, ["events"], 2, 0.01, limit=4)
+
+    async def run() -> tuple[list[TP], list[TP], list[TP]]:
+        for i in range(6):
+            await intake.on_message(Msg(i, partition=i % 2))
+        paused = list(app.consumer.paused)
+        it = aiter(intake.batches())
+        await anext(it)  # 4 wait: not below half of the limit yet
+        resumed_early = list(app.consumer.resumed)
+        await anext(it)  # 2 wait... the take leaves 2: still not below half (2)
+        await anext(it)  # none wait
+        return paused, resumed_early, list(app.consumer.resumed)
+
+    paused, resumed_early, resumed = asyncio.run(run())
+    assert paused == [TP("events", 1), TP("events", 0)]  # records 3 and 4 crossed the limit; 5 changed nothing
+    assert resumed_early == []
+    assert sorted(resumed) == [TP("events", 0), TP("events", 1)]
+
+
+def test_records_carry_the_key_as_text_and_the_value_as_bytes() -> None:
+    assert (Record(Msg(0, key=b"852")).key, Record(Msg(0, key=None)).key) == ("852", "")
+    assert Record(Msg(4)).value == b"v4"
+    assert Record(Msg(4)).message.offset == 4
+
+
+def test_an_empty_batch_size_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        Intake(FakeApp(), ["events"], 0, 0.05)
