@@ -22,7 +22,8 @@ What Faust's stream did that matters is kept, rule for rule (``faust.streams.Str
 * **back-pressure**: the conductor never waits here (it would stall the other stage's partitions too). Once
   ``limit`` records wait, each further record's partition is taken out of the fetch (``Consumer.on_buffer_full``,
   what Faust does when an agent's queue is under pressure); the partitions are fetched again once the list has
-  drained below half of ``limit`` (``on_buffer_drop``). What was already fetched is still appended.
+  drained below half of ``limit`` (``on_buffer_drop``). What was already fetched is still appended. A revocation
+  forgets the paused partitions: Faust resumes every assigned partition after the rebalance.
 * **flow control and the producer**: each record waits, as in Faust's handler, while the flow is suspended and
   while the producer's buffer is full.
 
@@ -80,9 +81,12 @@ class Intake:
         return len(self._pending)
 
     def clear(self) -> None:
-        """Forget what waits (Faust's flow control calls this at a revocation, with the agents' queues)."""
+        """Forget what waits (Faust's flow control calls this at a revocation, with the agents' queues), and
+        which partitions this paused: the recovery after the rebalance resumes every assigned partition, and
+        resuming one now could put a revoked partition back among those fetched."""
         self._pending.clear()
-        self._resume_fetching()
+        self._paused.clear()
+        self._full_clear()
 
     def _events(self) -> tuple[asyncio.Event, asyncio.Event]:
         if self._arrived is None or self._full is None:
