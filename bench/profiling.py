@@ -4,6 +4,7 @@ where the CPU went: by package, by function (self time) and by function includin
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from collections import Counter
@@ -61,6 +62,10 @@ def _argv(pid: int, seconds: int, out: Path, subprocesses: bool, rate: int) -> l
     ]
     if subprocesses:
         argv.append("--subprocesses")
+    if os.environ.get("BENCH_PROFILE_GIL") == "1":
+        # only the thread holding the GIL: Faust runs its consumer in a second thread, and a thread waiting for
+        # the GIL is otherwise charged to whatever line it waits at
+        argv.append("--gil")
     return argv
 
 
