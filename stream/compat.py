@@ -32,8 +32,9 @@ still does.)
 
 The batching loop (``take_batches``) replaces ``Stream.take_events``, which stops reading while the agent
 processes a batch and starts its wait only afterwards: see ``take_batches``. The stages no longer read through a
-stream at all unless ``BINDWATCH_DIRECT_INPUT`` is off: ``Conductor._build_handler`` returns, for the partitions
-of a topic given to ``use_intake``, that ``stream.intake.Intake``'s handler instead of Faust's.
+stream at all unless ``BINDWATCH_DIRECT_INPUT`` is off: the conductor's message handler
+(``Conductor._compile_message_handler``) hands a record of a topic given to ``use_intake`` to that
+``stream.intake.Intake`` first, before its lock and per-partition handlers.
 
 ``Consumer.wait_first`` (mode's ``Service.wait_first``, on Faust's consumer only) starts a coroutine eagerly:
 the consumer's drain loop hands every fetched record to the conductor as
@@ -416,10 +417,11 @@ def use_intake(app: Any, topic: Any, intake: Any) -> None:
     to an agent's stream (``stream.intake``).
 
     The topic is registered with the conductor (``app.topics.add``: subscribed, acknowledged per record as an
-    agent's topic is), and the intake with the flow control (private ``FlowControlEvent.manage_queue``, public
-    in mode but typed for its queues), which clears it at a revocation. The handler itself is chosen by the
-    patched private ``Conductor._build_handler`` (``apply_fixes``) each time the conductor maps the assigned
-    partitions to their handlers.
+    agent's topic is), and the intake with the flow control (``FlowControlEvent.manage_queue``, typed for mode's
+    queues), which clears it at a revocation. The conductor's handler, compiled by the patched private
+    ``Conductor._compile_message_handler`` (``apply_fixes``), looks the record's topic up among these first.
+    Faust's handler takes an ``asyncio.Lock`` (guarding its partition-to-handler map while subscriptions change)
+    and then the partition's handler for every record; an intake needs neither, its topics are fixed.
     """
     intakes: dict[str, Any] = app.__dict__.setdefault(_INTAKES_ATTR, {})
     for name in topic.topics:
@@ -428,14 +430,21 @@ def use_intake(app: Any, topic: Any, intake: Any) -> None:
     app.flow_control.manage_queue(intake)
 
 
-def _build_handler_with_intakes(self: Any, tp: Any, channels: Any) -> Any:
-    intake = self.app.__dict__.get(_INTAKES_ATTR, {}).get(tp.topic)
-    if intake is not None:
-        return intake.on_message
-    return _ORIGINAL_BUILD_HANDLER(self, tp, channels)
+def _compile_message_handler_with_intakes(self: Any) -> Any:
+    fausts = _ORIGINAL_COMPILE_MESSAGE_HANDLER(self)
+    intakes: dict[str, Any] = self.app.__dict__.setdefault(_INTAKES_ATTR, {})
+    get = intakes.get
+
+    async def on_message(message: Any) -> None:
+        intake = get(message.topic)
+        if intake is not None:
+            return await intake.on_message(message)  # type: ignore[no-any-return]
+        return await fausts(message)  # type: ignore[no-any-return]
+
+    return on_message
 
 
-_ORIGINAL_BUILD_HANDLER = Conductor._build_handler
+_ORIGINAL_COMPILE_MESSAGE_HANDLER = Conductor._compile_message_handler
 
 
 def apply_fixes() -> None:
@@ -449,7 +458,7 @@ def apply_fixes() -> None:
         Consumer.wait_first = _wait_first_eagerly  # type: ignore[method-assign]
         setattr(Consumer, _EAGER_PATCHED, True)
     if not getattr(Conductor, _INTAKE_PATCHED, False):
-        Conductor._build_handler = _build_handler_with_intakes  # type: ignore[method-assign]
+        Conductor._compile_message_handler = _compile_message_handler_with_intakes  # type: ignore[method-assign]
         setattr(Conductor, _INTAKE_PATCHED, True)
     if not getattr(Recovery, _RESTORE_PATCHED, False):
         Recovery._build_offsets = _build_offsets_then_bulk_restore  # type: ignore[method-assign]

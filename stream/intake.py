@@ -96,8 +96,11 @@ class Intake:
     async def on_message(self, message: Any) -> None:
         """The conductor's handler for a partition of this stage's topics: one call per fetched record."""
         app = self.app
-        await app.flow_control.acquire()
-        await app.producer.buffer.wait_until_ebb()
+        if not app.flow_control.is_active():
+            await app.flow_control.acquire()
+        buffer = app.producer.buffer
+        if buffer.size > buffer.max_messages:
+            await buffer.wait_until_ebb()
         arrived, full = self._events()
         pending = self._pending
         if not pending:

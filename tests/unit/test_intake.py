@@ -49,7 +49,7 @@ class FakeApp:
         async def ebb() -> None:
             return None
 
-        self.producer = SimpleNamespace(buffer=SimpleNamespace(wait_until_ebb=ebb))
+        self.producer = SimpleNamespace(buffer=SimpleNamespace(size=0, max_messages=100, wait_until_ebb=ebb))
 
 
 class Msg:
@@ -216,19 +216,23 @@ def test_arrival_waits_for_the_flow_and_the_producer_buffer_like_fausts_handler(
     async def ebb() -> None:
         ebbs.append(1)
 
-    app.producer = SimpleNamespace(buffer=SimpleNamespace(wait_until_ebb=ebb))
+    buffer = SimpleNamespace(size=0, max_messages=100, wait_until_ebb=ebb)
+    app.producer = SimpleNamespace(buffer=buffer)
     intake = Intake(app, ["events"], 10, 0.01)
 
-    async def run() -> tuple[bool, int]:
+    async def run() -> tuple[bool, int, list[int]]:
         app.flow_control.suspend()
         arrival = asyncio.ensure_future(intake.on_message(Msg(0)))
         await asyncio.sleep(0.05)
         blocked = not arrival.done() and len(intake) == 0
         app.flow_control.resume()
         await asyncio.wait_for(arrival, 5)
-        return blocked, len(intake)
+        ebbs_below = list(ebbs)
+        buffer.size = 101  # Faust's buffer over its limit: the record waits until it ebbs
+        await intake.on_message(Msg(1))
+        return blocked, len(intake), ebbs_below
 
-    assert asyncio.run(run()) == (True, 1)
+    assert asyncio.run(run()) == (True, 2, [])
     assert ebbs == [1]
 
 
