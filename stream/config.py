@@ -49,13 +49,16 @@ class StreamSettings(BaseSettings):
     tick_seconds: float = Field(default=5.0, gt=0)
     gc_batch: int = Field(default=20000, ge=100)
     commit_interval_seconds: float = Field(default=2.0, gt=0)
-    batch_size: int = Field(default=500, ge=1, le=10000)
+    batch_size: int = Field(default=2000, ge=1, le=10000)
     """Events the caller stage takes at once: each caller in a batch is read and written once, and the batch
-    goes to the DID stage as one record per partition."""
+    goes to the DID stage as one record per partition. Every batch waits for two acknowledgements (its alerts,
+    then its table writes), so larger batches cost less per event under a backlog (2,000 against 500: 0.95x
+    the CPU per event, ``bench/README.md``); at a moderate rate a batch holds what arrived within
+    ``batch_wait_ms`` whatever this is."""
     did_batch_records: int = Field(default=32, ge=1, le=1000)
     """Records (bundles of up to 500 entries, or ticks) the DID stage takes at once: each DID in them is read
     and written once, and their alerts are acknowledged together. A caller batch makes one bundle per DID
-    partition, so the default takes about four caller batches' worth."""
+    partition (more when one holds over 500 entries), so the default takes about four caller batches' worth."""
     batch_wait_ms: int = Field(default=50, ge=1, le=5000)
     """How long a batch's first event may wait for company (less when the batch fills first): the most a stage adds
     to an alert's latency besides processing. Records are read on while a batch is processed

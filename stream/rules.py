@@ -29,13 +29,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple
 
 from schemas.alerts import Alert, AlertStatus, Rule, Severity
 
 MAX_SAMPLES = 10
 _TS = attrgetter("ts")
+_RID = itemgetter(1)
 
 
 class Kind(StrEnum):
@@ -133,7 +134,7 @@ class SubjectState:
 
     def has_rid(self, rid: str) -> bool:
         if self.rids is None:
-            self.rids = {f.rid for f in self.events} if self.events else set()
+            self.rids = set(map(_RID, self.events))
         return rid in self.rids
 
     # --- persistence (one table value; the format and its versions: ``stream.state``) ---------
@@ -171,7 +172,8 @@ def apply(state: SubjectState, failure: Failure, now_ms: int, policy: Policy) ->
     """Add one failure (if new) and return what to emit. Mutates ``state``."""
     if state.has_rid(failure.rid):
         return Outcome(False, "duplicate")
-    newest = max(failure.ts, state.events[-1].ts if state.events else failure.ts)
+    events = state.events
+    newest = events[-1].ts if events and events[-1].ts > failure.ts else failure.ts
     cutoff = newest - policy.horizon_ms(state.kind)
     if failure.ts < cutoff or (state.floor_ts is not None and failure.ts <= state.floor_ts):
         return Outcome(False, "too_late")
@@ -237,6 +239,8 @@ def note_outage(state: SubjectState, outage: str, now_ms: int) -> None:
 
 def next_due_ms(state: SubjectState, policy: Policy) -> int | None:
     """Wall-clock time at which ``tick`` would resolve something, or None."""
+    if not state.alerts:  # most subjects never alerted: no list
+        return None
     due = [
         a.last_activity_wall + policy.resolve_after_ms(_spec(policy, a.rule)) for a in state.alerts.values() if a.firing
     ]
@@ -382,12 +386,13 @@ def _one_caller_explains(state: SubjectState, policy: Policy, new: Failure) -> b
     if a is not None and a.firing:
         return False  # already speaking: keep its activity and updates
     ev = state.events
-    ts = [f.ts for f in ev]
+    n = len(ev)
     w = policy.did_hot.window_ms
-    end = lo = bisect_left(ts, new.ts - w)
+    end = lo = bisect_left(ev, new.ts - w, key=_TS)  # bisected in place: no list of times per event
     callers: dict[str, int] = {}
-    for j in range(lo, bisect_right(ts, new.ts)):  # the windows [ts[j], ts[j] + w] that contain ``new``
-        while end < len(ev) and ts[end] <= ts[j] + w:
+    for j in range(lo, bisect_right(ev, new.ts, key=_TS)):  # the windows [ts[j], ts[j] + w] containing ``new``
+        limit = ev[j].ts + w
+        while end < n and ev[end].ts <= limit:
             callers[ev[end].other] = callers.get(ev[end].other, 0) + 1
             end += 1
         if end - j >= policy.did_hot.threshold and len(callers) > 1:
@@ -421,7 +426,7 @@ def _caller_repeat(state: SubjectState, new: Failure, now_ms: int, policy: Polic
         return []
     ev = state.events
     i = bisect_left(ev, new)
-    lo = bisect_left([f.ts for f in ev], new.ts - spec.window_ms)
+    lo = bisect_left(ev, new.ts - spec.window_ms, key=_TS)
     if not _unexplained_window(state, policy, lo, i + 1):
         return []
     return _evaluate(state, spec, None, ev, new, now_ms, policy)
