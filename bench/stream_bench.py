@@ -212,7 +212,9 @@ def stream_peer_rounds(ctx: Ctx) -> dict[str, Any]:
     """Issue 13's ratio, one worker against the quixstreams peer (caller + DID stages), measured in alternated
     rounds (peer, bindwatch, peer, bindwatch, ...) on one backlog: on this machine the peer's own rate moved
     1.6x between runs minutes apart, so one pair of drains says little. Reports each round's ratio, their
-    median, and the ratio of the best drain of each side. ``BENCH_PEER_ROUNDS`` rounds (default 3)."""
+    median, and the ratio of the best drain of each side. ``BENCH_PEER_ROUNDS`` rounds (default 3);
+    ``BENCH_PEER_ORDER=worker-first`` drains the worker first in each round (the peer's first drain of a run
+    has been its fastest in every run so far: this tells the position from the peer)."""
     n = int(ctx.shared.get("events") or ctx.pick(200_000, 50_000))
     rounds_n = int(os.environ.get("BENCH_PEER_ROUNDS", "3"))
     if rounds_n < 1:
@@ -221,9 +223,13 @@ def stream_peer_rounds(ctx: Ctx) -> dict[str, Any]:
     peer_dir = ctx.out / "peer-rounds"
     peer_dir.mkdir(parents=True, exist_ok=True)
     rounds: list[dict[str, Any]] = []
+    worker_first = os.environ.get("BENCH_PEER_ORDER", "peer-first") == "worker-first"
     for i in range(rounds_n):
+        if worker_first:
+            ours, _ = _drain(ctx, topic, n, 1, label=f"r{i}")
         quix = peer.drain(ctx.bootstrap, topic, n, peer_dir, timeout=_drain_timeout(n))
-        ours, _ = _drain(ctx, topic, n, 1, label=f"r{i}")
+        if not worker_first:
+            ours, _ = _drain(ctx, topic, n, 1, label=f"r{i}")
         rounds.append(
             {
                 "peer_events_per_s": quix["events_per_s"],
@@ -240,6 +246,7 @@ def stream_peer_rounds(ctx: Ctx) -> dict[str, Any]:
     best_ours = max(r["events_per_s"] for r in rounds)
     return {
         "events": n,
+        "order": "worker-first" if worker_first else "peer-first",
         "rounds": rounds,
         "ratio_median": ratios[len(ratios) // 2],
         "ratio_min": ratios[0],
