@@ -101,11 +101,14 @@ async def run_batch(core: StageCore, events: Sequence[Any], to_items: Callable[[
         os._exit(EXIT_BATCH_FAILED)
 
 
-async def run_stage(core: StageCore, intake: Intake, to_items: Callable[[Sequence[Any]], list[Item]]) -> None:
+async def run_stage(
+    app: faust.App, core: StageCore, intake: Intake, to_items: Callable[[Sequence[Any]], list[Item]]
+) -> None:
     """A stage's task on the direct input: every batch through ``run_batch``; if taking batches itself fails,
     the worker exits as ``run_batch`` does (a stage that stopped would leave its partitions unread)."""
     try:
         async for records in intake.batches():
+            compat.note_stream_inbound(app, records)  # Faust's livelock check: these partitions are read
             await run_batch(core, records, to_items)
     except Exception:
         log.critical("the %s stage's input failed; exiting", core.kind.value, exc_info=True)
@@ -257,32 +260,35 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     did_input = app.topic(s.by_did_topic, s.did_ticks_topic, key_type=str, value_type=bytes)
     if s.direct_input:
         # as many records wait as an agent's queue held (Faust's stream_buffer_maxsize) before fetches pause
-        buffered = max(app.conf.stream_buffer_maxsize, 4 * s.batch_size)
-        caller_intake = Intake(app, caller_input.topics, s.batch_size, s.batch_wait_ms / 1000, limit=buffered)
-        did_intake = Intake(app, did_input.topics, s.did_batch_records, s.batch_wait_ms / 1000, limit=buffered)
+        most = app.conf.stream_buffer_maxsize
+        wait = s.batch_wait_ms / 1000
+        caller_intake = Intake(app, caller_input.topics, s.batch_size, wait, limit=max(most, 4 * s.batch_size))
+        did_intake = Intake(app, did_input.topics, s.did_batch_records, wait, limit=max(most, 4 * s.did_batch_records))
         compat.use_intake(app, caller_input, caller_intake)
         compat.use_intake(app, did_input, did_intake)
 
         @app.task  # type: ignore[untyped-decorator]
         async def count_by_caller() -> None:
             """Events in batches: each caller read and written once per batch; one by-DID bundle per partition."""
-            await run_stage(caller_core, caller_intake, caller_items)
+            await run_stage(app, caller_core, caller_intake, caller_items)
 
         @app.task  # type: ignore[untyped-decorator]
         async def count_by_did() -> None:
             """Bundles (and ticks) in batches: each DID in a batch read and written once."""
-            await run_stage(did_core, did_intake, did_items)
+            await run_stage(app, did_core, did_intake, did_items)
 
     else:
 
         @app.agent(caller_input)
         async def count_by_caller(stream: Any) -> None:
             async for events in compat.take_batches(stream, s.batch_size, s.batch_wait_ms / 1000):
+                compat.note_stream_inbound(app, events)
                 await run_batch(caller_core, events, caller_items)
 
         @app.agent(did_input)
         async def count_by_did(stream: Any) -> None:
             async for events in compat.take_batches(stream, s.did_batch_records, s.batch_wait_ms / 1000):
+                compat.note_stream_inbound(app, events)
                 await run_batch(did_core, events, did_items)
 
     def held(topic: str) -> set[int]:

@@ -53,9 +53,10 @@ changelog partitions in bulk before Faust's record-by-record recovery starts (se
 from __future__ import annotations
 
 import asyncio
+import time
 import types
 import weakref
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from typing import Any
 
 import rocksdict
@@ -179,6 +180,23 @@ def without_monitor_sensor(app: Any) -> None:
         return dependencies
 
     app.on_init_dependencies = on_init_dependencies
+
+
+def note_stream_inbound(app: Any, events: Sequence[Any]) -> None:
+    """Tell Faust's livelock check that the stages read these records' partitions (``Monitor.stream_inbound_time``).
+
+    Why: the aiokafka driver's ``verify_event_path`` (every 2.5 commit intervals) logs an error for each partition
+    that has a lag but whose stream has not taken an event for ``stream_processing_timeout`` (300 s), or ever.
+    Faust's stream sets that time through the Monitor sensor; the stages read without a stream
+    (``stream.intake``) and the Monitor is no longer a sensor (``without_monitor_sensor``), so a worker running
+    five minutes would log "Stream has not started processing" for every partition with a lag. Once per batch."""
+    monitor = app.monitor
+    if monitor is None or not events:
+        return
+    inbound = monitor.stream_inbound_time
+    now = time.monotonic()
+    for tp in {ev.message.tp for ev in events}:
+        inbound[tp] = now
 
 
 def crashed_agents(app: Any) -> list[str]:

@@ -16,19 +16,27 @@ What Faust's stream did that matters is kept, rule for rule (``faust.streams.Str
   never acknowledged (the worker exits, ``stream.app.run_batch``), so it is replayed from the last commit.
 * **rebalances**: Faust suspends its flow control, clears the queues it manages (this list is one of them:
   ``FlowControlEvent.manage_queue``), then waits until nothing is unacknowledged (``Consumer.wait_empty``): the
-  batch being processed holds the revocation until it is done, as before. A record fetched under an earlier
-  consumer generation, or taken while the flow is suspended, is dropped without acknowledgement, as the
-  stream dropped it; after the rebalance the consumer reads on from the committed offset.
+  batch being processed holds the revocation until it is done, as before. Nothing is taken while the flow is
+  suspended. A record fetched under an earlier consumer generation is dropped without acknowledgement (Faust's
+  stream acknowledged it); the consumer seeks its partitions to their committed offsets after the rebalance.
+* **resumes**: mode's flow control also clears its queues on every *resume*, and Faust's recovery resumes it
+  several times, while records of the new generation may already have been delivered (between its partition
+  resume and its seek to the committed offsets). An agent's queue lost them there; when the consumer did not
+  read them again (a partition without a committed offset is not sought), its gap handling could commit past
+  them (faust-streaming #596). The intake keeps what waits on a resume: a record read twice is a duplicate,
+  which the requestId dedup counts once.
 * **back-pressure**: the conductor never waits here (it would stall the other stage's partitions too). Once
   ``limit`` records wait, each further record's partition is taken out of the fetch (``Consumer.on_buffer_full``,
   what Faust does when an agent's queue is under pressure); the partitions are fetched again once the list has
   drained below half of ``limit`` (``on_buffer_drop``). What was already fetched is still appended. A revocation
-  forgets the paused partitions: Faust resumes every assigned partition after the rebalance.
+  forgets the paused partitions (Faust resumes every assigned partition after the rebalance, and resuming one
+  at the revocation could put a revoked partition back among those fetched); a resume keeps them.
 * **flow control and the producer**: each record waits, as in Faust's handler, while the flow is suspended and
   while the producer's buffer is full.
 
 Batching is ``take_batches``'s: a batch is taken when ``max_`` records wait, or when the oldest has waited
-``within``; under a backlog the next batch fills while one is processed.
+``within``; under a backlog the next batch fills while one is processed, and what is left after a full batch
+counts its wait from the first arrival of the batch before it (at most ``within``, never longer).
 """
 
 from __future__ import annotations
@@ -81,9 +89,11 @@ class Intake:
         return len(self._pending)
 
     def clear(self) -> None:
-        """Forget what waits (Faust's flow control calls this at a revocation, with the agents' queues), and
-        which partitions this paused: the recovery after the rebalance resumes every assigned partition, and
-        resuming one now could put a revoked partition back among those fetched."""
+        """Faust's flow control calls this with the agents' queues: at a revocation (the flow suspended), forget
+        what waits and which partitions this paused; on a resume (the flow active), keep both (module
+        docstring)."""
+        if self.app.flow_control.is_active():
+            return
         self._pending.clear()
         self._paused.clear()
         self._full_clear()
@@ -124,24 +134,23 @@ class Intake:
             self._paused.clear()
 
     def _take(self) -> list[Record]:
-        """Up to ``max`` waiting records, tracked as unacknowledged; stale ones dropped (module docstring)."""
+        """Up to ``max`` waiting records, tracked as unacknowledged; stale ones dropped (module docstring).
+        Called only while the flow is active."""
         app = self.app
         pending = self._pending
         unacked = app.consumer.unacked
         generation = app.consumer_generation_id
-        active = app.flow_control.is_active()
         batch: list[Record] = []
         while pending and len(batch) < self.max:
             message = pending.popleft()
-            if not active or message.generation_id != generation:
-                continue  # read again from the committed offset after the rebalance, never acknowledged
+            if message.generation_id != generation:
+                continue  # fetched before a rebalance: read again from the committed offset, never acknowledged
             message.tracked = True
             unacked.add(message)
             batch.append(Record(message))
-        if pending:
-            self._first_at = asyncio.get_running_loop().time()  # the rest waited no longer than this batch
-        else:
+        if not pending:
             self._full_clear()
+        # else: the rest keep ``_first_at`` (they arrived after it): they wait no longer than ``within`` from it
         self._resume_fetching()
         return batch
 
@@ -155,7 +164,11 @@ class Intake:
         loop = asyncio.get_running_loop()
         arrived, full = self._events()
         consumer = self.app.consumer
+        flow = self.app.flow_control
         while True:
+            if not flow.is_active():  # a rebalance or recovery: take nothing until the flow resumes
+                await flow.acquire()
+                continue
             if not self._pending:
                 arrived.clear()
                 await arrived.wait()

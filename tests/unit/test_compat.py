@@ -715,3 +715,23 @@ def test_fausts_consumer_and_message_offer_what_the_intake_uses() -> None:
     m = ConsumerMessage("t", 0, 5, 1.0, 0, [], b"k", b"v", None, 1, 1, TP("t", 0), generation_id=7)
     assert m.generation_id == 7 and m.tracked is False
     assert Record(m).key == "k" and Record(m).value == b"v"
+
+
+def test_note_stream_inbound_feeds_fausts_livelock_check(app: faust.App) -> None:
+    """Without it, the aiokafka driver's ``verify_event_path`` finds no inbound time for a partition read
+    through the intake and logs "Stream has not started processing" for it after five minutes."""
+    import time
+
+    from faust.transport.drivers import aiokafka as driver
+
+    assert "monitor.stream_inbound_time.get(tp)" in inspect.getsource(driver.AIOKafkaConsumerThread.verify_event_path)
+    monitor = app.monitor
+    before = time.monotonic()
+    msgs = [
+        ConsumerMessage("events", p, 5, 1.0, 0, [], b"k", b"v", None, 1, 1, TP("events", p), generation_id=0)
+        for p in (0, 3, 3)
+    ]
+    compat.note_stream_inbound(app, [Record(m) for m in msgs])
+    assert set(monitor.stream_inbound_time) == {TP("events", 0), TP("events", 3)}
+    assert all(t >= before for t in monitor.stream_inbound_time.values())
+    compat.note_stream_inbound(app, [])  # an empty batch changes nothing
