@@ -78,3 +78,28 @@ def test_a_failed_batch_ends_the_worker_without_acknowledging(
         asyncio.run(worker.run_batch(core, records(2), items_of if where == "core" else broken))  # type: ignore[arg-type]
     assert exits == [worker.EXIT_BATCH_FAILED]
     assert "a caller batch failed; exiting so that it is replayed from the last commit" in caplog.text
+
+
+class OneBatchIntake:
+    """An ``Intake`` double: one batch, then its input fails (``batches`` raises)."""
+
+    def __init__(self, batch: list[Any]) -> None:
+        self.batch = batch
+
+    async def batches(self) -> Any:
+        yield self.batch
+        raise RuntimeError("the consumer went away")
+
+
+def test_run_stage_feeds_fausts_livelock_check_processes_and_exits_when_its_input_fails(exits: list[int]) -> None:
+    """Each batch marks its partitions as read (``compat.note_stream_inbound``: Faust's livelock check logs an
+    error for a lagging partition whose stream took nothing for 5 minutes), is processed, and a failure of the
+    input itself ends the worker like a failed batch (a stage that stopped would leave its partitions unread)."""
+    batch = [SimpleNamespace(message=SimpleNamespace(timestamp=1_790_000_000.0, tp=("events", p))) for p in (1, 4)]
+    app = SimpleNamespace(monitor=SimpleNamespace(stream_inbound_time={}))
+    core = Core(fail=False)
+    with pytest.raises(Exited):
+        asyncio.run(worker.run_stage(app, core, OneBatchIntake(batch), items_of))  # type: ignore[arg-type]
+    assert set(app.monitor.stream_inbound_time) == {("events", 1), ("events", 4)}
+    assert len(core.got) == 2
+    assert exits == [worker.EXIT_BATCH_FAILED]
