@@ -55,13 +55,21 @@ class Record:
     stand as Faust's current event for a table not stored in RocksDB (``stream.compat.use_event``), for which a
     table needs only ``message``."""
 
-    __slots__ = ("__weakref__", "key", "message", "value")
+    __slots__ = ("__weakref__", "message")
 
     def __init__(self, message: Any) -> None:
         self.message = message
-        key = message.key
-        self.key: str = key.decode(errors="replace") if isinstance(key, bytes) else (key or "")
-        self.value: bytes = message.value if message.value is not None else b""
+
+    @property
+    def key(self) -> str:
+        """Read only for ticks (an event's subject is in its value): decoded when asked, not per record."""
+        key = self.message.key
+        return key.decode(errors="replace") if isinstance(key, bytes) else (key or "")
+
+    @property
+    def value(self) -> bytes:
+        value: bytes | None = self.message.value
+        return value if value is not None else b""
 
 
 class Intake:
@@ -148,9 +156,7 @@ class Intake:
             message.tracked = True
             unacked.add(message)
             batch.append(Record(message))
-        if not pending:
-            self._full_clear()
-        # else: the rest keep ``_first_at`` (they arrived after it): they wait no longer than ``within`` from it
+        # what is left keeps ``_first_at`` (it arrived after it): it waits no longer than ``within`` from it
         self._resume_fetching()
         return batch
 
