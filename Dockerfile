@@ -8,8 +8,9 @@
 # Build:  docker build -t bindwatch:local .
 # Runtime dependencies are installed from wheels only, at the exact versions of requirements/lock.txt (the
 # pins CI tests), and the build fails if anything in the image is not pinned there. The dev tools in the lock
-# (pytest, ruff, mypy, ...) stay out of the image. Every pinned runtime dependency has a linux/amd64 wheel;
-# faust-streaming 0.15.3 has none for arm64 (see docs/deployment.md).
+# (pytest, ruff, ...) stay out of the image; mypy and gcc are in the build stage only, to compile the stream core
+# (stream/native.py). Every pinned runtime dependency has a linux/amd64 wheel; faust-streaming 0.15.3 has none
+# for arm64 (see docs/deployment.md).
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -37,9 +38,14 @@ COPY schemas schemas
 COPY gateway gateway
 COPY stream stream
 COPY console console
+# The compiled stream core (stream/native.py): mypyc (pinned by the lock) and a C compiler, in this stage only. It is
+# built for this image's Python, which the runtime stage shares, and installed with the package (package-data).
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/* \
+ && pip install --constraint requirements/lock.txt mypy setuptools \
+ && BINDWATCH_NATIVE=off python -m stream.build_native
 RUN pip --python /opt/bindwatch/bin/python install --no-deps --build-constraint requirements/lock.txt . \
  && pip --python /opt/bindwatch/bin/python freeze --all | python check_pins.py requirements/lock.txt \
- && /opt/bindwatch/bin/python -c 'import gateway.__main__, stream.admin, console.__main__, faust.cli' \
+ && BINDWATCH_NATIVE=require /opt/bindwatch/bin/python -c 'import gateway.__main__, stream.admin, console.__main__, faust.cli' \
  && test -x /opt/bindwatch/bin/faust
 
 # ---- runtime: the slim base, the virtualenv, a non-root user; no compiler, no pip -------------------------
@@ -59,7 +65,8 @@ ENV PATH=/opt/bindwatch/bin:$PATH \
     HOME=/tmp \
     BINDWATCH_HOST=0.0.0.0 \
     BINDWATCH_WEB_HOST=0.0.0.0 \
-    BINDWATCH_DATA_DIR=/var/lib/bindwatch
+    BINDWATCH_DATA_DIR=/var/lib/bindwatch \
+    BINDWATCH_NATIVE=require
 WORKDIR /tmp
 # Numeric, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 USER 10001:10001

@@ -55,10 +55,14 @@ split_run() {
   if [ $rc -eq 0 ]; then collected=1; elif [ $rc -ne 5 ]; then exit $rc; fi
 }
 if [ ${#paths[@]} -eq 0 ]; then
-  echo "== pytest: unit"
-  split_run "${xdist[@]}" "$@" tests/unit
+  # The stream core runs compiled (stream/native.py) wherever the worker runs for real, so every tier runs it
+  # compiled, and the unit tier once more on its Python source: the source is the reference, and the fallback.
+  echo "== pytest: unit (compiled stream core)"
+  BINDWATCH_NATIVE=require split_run "${xdist[@]}" "$@" tests/unit
+  echo "== pytest: unit (stream core from source)"
+  BINDWATCH_NATIVE=off split_run "${xdist[@]}" "$@" tests/unit
   echo "== pytest: deploy, integration, reliability (the slowest tests are listed at the end)"
-  split_run --durations=15 "$@" --ignore=tests/unit
+  BINDWATCH_NATIVE=require split_run --durations=15 "$@" --ignore=tests/unit
   [ $collected -eq 1 ] || { echo "test.sh: no test was selected" >&2; exit 5; }
 elif [ ${#paths[@]} -eq 1 ] && [ "${paths[0]}" = "$unit" ]; then
   echo "== pytest: unit"

@@ -1,6 +1,7 @@
 """Stream worker settings: one pydantic-settings class, every variable documented in the README."""
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -68,6 +69,10 @@ class StreamSettings(BaseSettings):
     agent's stream (``compat.take_batches``): the same batches, acknowledgements and rebalance behaviour, with
     a fraction of the per-record cost. Off is the fallback should a Faust upgrade break the direct path (its
     guard tests in ``tests/unit/test_compat.py`` say so first)."""
+    native: Literal["auto", "off", "require"] = "auto"
+    """Run the compiled stream core (``stream.native``): ``auto`` when it is built from the current sources, else
+    the Python source; ``off`` the source; ``require`` compiled or fail. Read when ``stream`` is imported, before
+    settings exist (it decides how modules are imported); this field documents and validates it."""
     hot_subjects: int = Field(default=10000, ge=0, le=1_000_000)
     """Decoded subjects each stage keeps between batches (the most recently written; 0 turns it off): a subject
     seen again (a repeat caller, a hot DID, a storm) skips its table read and decode. Also bounded by the size of

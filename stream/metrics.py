@@ -62,6 +62,12 @@ class StreamMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
             registry=self.registry,
         )
+        self.compiled_core = Gauge(
+            "bindwatch_stream_compiled_core",
+            "1 when this worker runs the compiled stream core (stream/native.py), 0 when it runs the Python source "
+            "(no compiler at install, or BINDWATCH_NATIVE=off): the source costs about 1.2x the CPU per event.",
+            registry=self.registry,
+        )
         self._seen: dict[tuple[str, str], Any] = {}
 
     def seen(self, stage: str, result: str) -> None:
