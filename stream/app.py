@@ -17,6 +17,7 @@ through ``stream.compat``.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import time
@@ -319,8 +320,15 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     dids.on_recover(rebuild_index(did_core, dids, s.by_did_topic))
 
     @app.task  # type: ignore[untyped-decorator]
-    async def say_which_core() -> None:
-        """Once, at start (logging is configured by then): compiled or source, and why (``stream.native``)."""
+    async def at_start() -> None:
+        """Once, at start (logging is configured by then): the cycle collector's threshold, and compiled or source
+        and why (``stream.native``)."""
+        if s.gc_threshold:
+            gc.collect()
+            gc.freeze()  # what start-up loaded lives as long as the process: never scan it again
+            _, gen1, gen2 = gc.get_threshold()
+            gc.set_threshold(s.gc_threshold, gen1, gen2)
+            log.info("cycle collector: %d objects frozen, threshold %s", gc.get_freeze_count(), gc.get_threshold())
         compiled = native.running_compiled()
         metrics.compiled_core.set(1 if compiled else 0)
         if compiled:

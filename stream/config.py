@@ -69,6 +69,12 @@ class StreamSettings(BaseSettings):
     agent's stream (``compat.take_batches``): the same batches, acknowledgements and rebalance behaviour, with
     a fraction of the per-record cost. Off is the fallback should a Faust upgrade break the direct path (its
     guard tests in ``tests/unit/test_compat.py`` say so first)."""
+    gc_threshold: int = Field(default=50000, ge=0, le=1_000_000)
+    """Allocations between two young-generation collections of Python's cycle collector (its default is 700; 0
+    keeps Python's settings). Set at start, after everything loaded at start is frozen out of collection
+    (``gc.freeze``): the worker allocates tens of objects per event, almost none in cycles (reference counting
+    frees them), so at 700 it spends a large share of its CPU collecting for nothing: 50,000 cost 0.73x the CPU
+    per event (``bench/README.md``)."""
     native: Literal["auto", "off", "require"] = "auto"
     """Run the compiled stream core (``stream.native``): ``auto`` when it is built from the current sources, else
     the Python source; ``off`` the source; ``require`` compiled or fail. Read when ``stream`` is imported, before

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 
 from schemas import Alert, AlertStatus, Rule, decode
 from schemas.push import DEMO_PUSH
+from stream import native
 from tests.support import procs
 from tests.support.kafka import Names, Rec, consume, setup_topics
 
@@ -77,10 +79,17 @@ def test_three_failures_of_one_caller_make_one_alert(bootstrap: str, logdir: Pat
         assert httpx.get(procs.url(wk, "/v1/dids/85299999999"), timeout=10).json()["retainedFailures"] == 3
         assert httpx.get(procs.url(wk, "/v1/callers/999000111"), timeout=10).status_code == 404
         assert httpx.get(procs.url(wk, "/v1/dids/999000111"), timeout=10).status_code == 404
+        # The worker says which stream core it runs: compiled wherever the build is current (the test command
+        # requires it), and the alert above came from that core.
+        compiled = native.built_status().compiled and os.environ.get("BINDWATCH_NATIVE", "auto") != "off"
+        worker_metrics = httpx.get(procs.url(wk, "/metrics"), timeout=10).text
+        assert f"bindwatch_stream_compiled_core {1.0 if compiled else 0.0}" in worker_metrics
     finally:
         gw.stop()
         wk.stop()
     gw_log = gw.log_text()
     assert TOKEN not in gw_log and TOKEN not in wk.log_text()
+    assert ("stream core: compiled" if compiled else "stream core: Python source") in wk.log_text()
+    assert "threshold (50000, 10, 10)" in wk.log_text()  # BINDWATCH_GC_THRESHOLD's default, set at start
     assert "852121199" not in gw_log and "85299999999" not in gw_log, "numbers must be masked in logs"
     assert '"requestId":"1640920940635361280"' in gw_log.replace(" ", "")
