@@ -151,6 +151,12 @@ def _drain(
         res["broker_us_per_event"] = per_unit_us(cpu.get("broker", 0.0), res["events_per_s"])
         res["rss_mib"] = [round(services.rss_mib(w.pid), 1) for w in ws]
         res["mean_batch_items"] = [mean_batches(w) for w in ws]
+        # Share of the drain each stage spent in its batches (processing and the acknowledgements it awaits):
+        # near 1, that stage is the chain the drain waits on; well below 1 for both, the input is.
+        res["stage_busy"] = [
+            {k: round(total / max(res["seconds"], 0.1), 2) for k, (total, _n) in busy.items()}
+            for busy in (histogram_totals(w, "bindwatch_stream_batch_seconds") for w in ws)
+        ]
         res["state_mib"] = [round(services.du_mib(Path(w.env["BINDWATCH_DATA_DIR"])), 1) for w in ws]
     res["workers"] = count
     res["agent_crashes"] = crashes(ws)

@@ -260,11 +260,13 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     caller_input = app.topic(s.events_topic, s.caller_ticks_topic, key_type=str, value_type=bytes)
     did_input = app.topic(s.by_did_topic, s.did_ticks_topic, key_type=str, value_type=bytes)
     if s.direct_input:
-        # as many records wait as an agent's queue held (Faust's stream_buffer_maxsize) before fetches pause
+        # Records wait for a stage, before the fetch of their partition pauses, up to 16 batches (at least what an
+        # agent's queue held, Faust's stream_buffer_maxsize): each pause and resume costs the stage a fetch round
+        # trip, and at 4 batches the caller stage waited for input a third of a drain (bench/README.md).
         most = app.conf.stream_buffer_maxsize
         wait = s.batch_wait_ms / 1000
-        caller_intake = Intake(app, caller_input.topics, s.batch_size, wait, limit=max(most, 4 * s.batch_size))
-        did_intake = Intake(app, did_input.topics, s.did_batch_records, wait, limit=max(most, 4 * s.did_batch_records))
+        caller_intake = Intake(app, caller_input.topics, s.batch_size, wait, limit=max(most, 16 * s.batch_size))
+        did_intake = Intake(app, did_input.topics, s.did_batch_records, wait, limit=max(most, 16 * s.did_batch_records))
         compat.use_intake(app, caller_input, caller_intake)
         compat.use_intake(app, did_input, did_intake)
 

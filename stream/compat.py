@@ -448,6 +448,32 @@ def use_intake(app: Any, topic: Any, intake: Any) -> None:
     app.flow_control.manage_queue(intake)
 
 
+def wake_fetch(app: Any) -> None:
+    """Make the fetch in progress look again at which partitions are active: call after ``on_buffer_drop``.
+
+    Faust's fetcher asks aiokafka, in the consumer's own thread, for the records of the partitions active at that
+    moment (``Consumer._get_active_partitions``, a live set) and waits up to a second (``getmany(timeout=1.0)``)
+    on ``aiokafka.consumer.fetcher.Fetcher.fetched_records``, which sleeps on a waiter (``_fetch_waiters``) until
+    a fetch brings records of *some* partition. A partition resumed meanwhile already has its records in
+    aiokafka's buffer (aiokafka fetched them before the pause and fetches no more until they are taken), so
+    they waited for another partition's records or the second: up to a second of an idle stage per pause, which
+    starved the caller stage a third of a drain (``bench/README.md``). Notifying the waiters, in the consumer
+    thread's loop (``ServiceThread.thread_loop``), makes ``fetched_records`` check the set again at once.
+    A no-op when any of these is missing (another driver, a consumer not started).
+    """
+    thread = getattr(app.consumer, "_thread", None)
+    loop = getattr(thread, "thread_loop", None)
+    fetcher = getattr(getattr(thread, "_consumer", None), "_fetcher", None)
+    if loop is None or fetcher is None or loop.is_closed():
+        return
+    loop.call_soon_threadsafe(_notify_fetch_waiters, fetcher)
+
+
+def _notify_fetch_waiters(fetcher: Any) -> None:
+    for waiter in list(fetcher._fetch_waiters):  # each removes itself when done, in a later callback
+        fetcher._notify(waiter)
+
+
 def _compile_message_handler_with_intakes(self: Any) -> Any:
     fausts = _ORIGINAL_COMPILE_MESSAGE_HANDLER(self)
     intakes: dict[str, Any] = self.app.__dict__.setdefault(_INTAKES_ATTR, {})

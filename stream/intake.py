@@ -48,6 +48,8 @@ from typing import Any
 
 from faust.types import TP
 
+from stream import compat
+
 
 class Record:
     """One input record as a stage sees it: what ``stream.app`` and ``stream.changelog`` use of a Faust
@@ -140,6 +142,7 @@ class Intake:
             for tp in self._paused:
                 consumer.on_buffer_drop(tp)
             self._paused.clear()
+            compat.wake_fetch(self.app)  # the fetch in progress ignores them until woken (compat.wake_fetch)
 
     def _take(self) -> list[Record]:
         """Up to ``max`` waiting records, tracked as unacknowledged; stale ones dropped (module docstring).

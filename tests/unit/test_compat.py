@@ -7,6 +7,7 @@ import asyncio
 import contextvars
 import gc
 import inspect
+import time
 import types
 from collections import Counter
 from collections.abc import Iterator
@@ -735,3 +736,58 @@ def test_note_stream_inbound_feeds_fausts_livelock_check(app: faust.App) -> None
     assert set(monitor.stream_inbound_time) == {TP("events", 0), TP("events", 3)}
     assert all(t >= before for t in monitor.stream_inbound_time.values())
     compat.note_stream_inbound(app, [])  # an empty batch changes nothing
+
+
+def test_aiokafka_and_faust_offer_what_wake_fetch_uses() -> None:
+    """Guards an upgrade: the waiter ``fetched_records`` sleeps on, and where Faust keeps the consumer thread's
+    loop and aiokafka consumer, and that it hands the fetch its live set of active partitions."""
+    from aiokafka.consumer.fetcher import Fetcher
+    from faust.transport.drivers import aiokafka as driver
+
+    assert "self._create_fetch_waiter()" in inspect.getsource(Fetcher.fetched_records)
+    assert "self._fetch_waiters = set()" in inspect.getsource(Fetcher.__init__)
+    assert callable(Fetcher._notify)
+    assert "self._consumer = self._create_consumer(loop=self.thread_loop)" in inspect.getsource(
+        driver.AIOKafkaConsumerThread.on_start
+    )
+    assert "getmany(timeout=1.0)" in inspect.getsource(driver.Consumer._drain_messages)
+    assert "active_partitions = self._get_active_partitions()" in inspect.getsource(driver.Consumer._wait_next_records)
+
+
+def test_wake_fetch_wakes_a_fetch_waiting_in_the_consumer_thread() -> None:
+    """A waiter made by aiokafka's own ``_create_fetch_waiter`` in another thread's loop is woken from this
+    thread (without it, the wait below runs into its deadline)."""
+    import threading
+    from concurrent.futures import Future
+    from types import SimpleNamespace
+
+    from aiokafka.consumer.fetcher import Fetcher
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        fetcher: Any = SimpleNamespace(_loop=loop, _fetch_waiters=set())
+        fetcher._notify = types.MethodType(Fetcher._notify, fetcher)
+        fetcher._create_fetch_waiter = types.MethodType(Fetcher._create_fetch_waiter, fetcher)
+
+        async def wait() -> str:
+            waiter = fetcher._create_fetch_waiter()
+            await asyncio.wait_for(waiter, timeout=30)
+            return "woken"
+
+        waiting: Future[str] = asyncio.run_coroutine_threadsafe(wait(), loop)
+        while not fetcher._fetch_waiters:
+            time.sleep(0.001)
+        app: Any = SimpleNamespace(
+            consumer=SimpleNamespace(
+                _thread=SimpleNamespace(thread_loop=loop, _consumer=SimpleNamespace(_fetcher=fetcher))
+            )
+        )
+        compat.wake_fetch(app)
+        assert waiting.result(timeout=10) == "woken"
+        compat.wake_fetch(SimpleNamespace(consumer=SimpleNamespace()))  # no consumer thread: nothing to wake
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()

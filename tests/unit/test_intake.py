@@ -15,6 +15,7 @@ import pytest
 from faust.types import TP
 from mode.utils.queues import FlowControlEvent
 
+from stream import compat
 from stream.intake import Intake, Record
 
 
@@ -294,6 +295,28 @@ def test_back_pressure_pauses_each_partition_once_and_resumes_them_below_half_th
     assert paused == [TP("events", 1), TP("events", 0)]  # records 3 and 4 crossed the limit; 5 changed nothing
     assert resumed_early == []
     assert sorted(resumed) == [TP("events", 0), TP("events", 1)]
+
+
+def test_a_resume_wakes_the_fetch_waiting_in_the_consumer_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The resumed partitions' records already wait in aiokafka's buffer: without the wake, the fetch in progress
+    returns them only when another partition's records come or its second is up (``compat.wake_fetch``)."""
+    app = FakeApp()
+    woken: list[int] = []
+    monkeypatch.setattr(compat, "wake_fetch", lambda a: woken.append(len(app.consumer.resumed)))
+    intake = Intake(app, ["events"], 2, 0.01, limit=4)
+
+    async def run() -> list[int]:
+        for i in range(6):
+            await intake.on_message(Msg(i, partition=i % 2))
+        it = aiter(intake.batches())
+        await anext(it)
+        await anext(it)
+        before = list(woken)
+        await anext(it)  # below half the limit: both partitions resumed, then one wake
+        return before
+
+    assert asyncio.run(run()) == []
+    assert woken == [2]  # once, after both partitions were resumed
 
 
 def test_records_carry_the_key_as_text_and_the_value_as_bytes() -> None:
