@@ -39,13 +39,14 @@ COPY gateway gateway
 COPY stream stream
 COPY console console
 # The compiled stream core (stream/native.py): mypyc (pinned by the lock) and a C compiler, in this stage only. It is
-# built for this image's Python, which the runtime stage shares, and installed with the package (package-data).
+# built for this image's Python, which the runtime stage shares, and installed with the package (package-data). The
+# import check below runs outside /src, so it imports the installed package (python -c puts the cwd first).
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/* \
  && pip install --constraint requirements/lock.txt mypy setuptools \
  && BINDWATCH_NATIVE=off python -m stream.build_native
 RUN pip --python /opt/bindwatch/bin/python install --no-deps --build-constraint requirements/lock.txt . \
  && pip --python /opt/bindwatch/bin/python freeze --all | python check_pins.py requirements/lock.txt \
- && BINDWATCH_NATIVE=require /opt/bindwatch/bin/python -c 'import gateway.__main__, stream.admin, console.__main__, faust.cli' \
+ && cd /tmp && BINDWATCH_NATIVE=require /opt/bindwatch/bin/python -c 'import gateway.__main__, stream.admin, console.__main__, faust.cli' \
  && test -x /opt/bindwatch/bin/faust
 
 # ---- runtime: the slim base, the virtualenv, a non-root user; no compiler, no pip -------------------------

@@ -20,7 +20,7 @@ if ! { [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wan
   echo "$want" >"$stamp"
 fi
 # The compiled stream core (stream/native.py): built with mypyc (from the lock) and the C compiler, when missing or
-# older than its source (~25 s). Without a compiler the worker runs the same code from source, ~1.3x the CPU per
+# older than its source (~25 s). Without a compiler the worker runs the same code from source, ~1.2x the CPU per
 # event: a warning here, not a failure (the test command requires the build: BINDWATCH_NATIVE=require).
 if ! BINDWATCH_NATIVE=off .venv/bin/python -m stream.build_native --status >/dev/null; then
   echo "bootstrap: compiling the stream core (mypyc, ~25 s)..." >&2
