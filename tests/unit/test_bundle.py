@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -70,3 +70,21 @@ def test_errors_do_not_carry_the_numbers() -> None:
     with pytest.raises(ValueError) as err:
         bundle.decode(b'{"v": 1, "e": [["85298765432", "85212345678", "x", "r"]]}')
     assert "85298765432" not in str(err.value) and "85212345678" not in str(err.value)
+
+
+@given(st.binary(max_size=64))
+def test_murmur2_equals_aiokafkas_for_any_bytes(data: bytes) -> None:
+    assert bundle.murmur2(data) == murmur2(data)
+
+
+@pytest.mark.parametrize("n", range(0, 13))
+def test_murmur2_equals_aiokafkas_at_every_tail_length_and_extreme_bytes(n: int) -> None:
+    for data in (b"\xff" * n, b"\x00" * n, bytes(range(250, 250 - n, -1)), ("8" * n).encode()):
+        assert bundle.murmur2(data) == murmur2(data), data
+
+
+def test_partition_for_agrees_with_kafkas_default_partitioner_on_phone_numbers() -> None:
+    partitions = list(range(8))
+    for i in range(2000):
+        did = f"852{i * 7919 % 10**8:08d}"
+        assert bundle.partition_for(did, 8) == DefaultPartitioner()(did.encode(), partitions, partitions)
