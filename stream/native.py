@@ -114,7 +114,7 @@ def select(mode: str | None = None, package: str = "stream", directory: Path = P
         raise NativeBuildError(f"BINDWATCH_NATIVE={mode!r} is not one of {', '.join(MODES)}")
     built = built_status(directory)
     if mode == "require" and not built.compiled:
-        raise NativeBuildError(f"BINDWATCH_NATIVE=require, but the compiled stream core is {built.reason}")
+        raise NativeBuildError(f"BINDWATCH_NATIVE=require, but the compiled stream core cannot be used: {built.reason}")
     if mode == "off":
         built = Status(False, "BINDWATCH_NATIVE=off")
     if not built.compiled and not any(isinstance(f, _SourceFirst) for f in sys.meta_path):
