@@ -41,7 +41,7 @@ from stream.changelog import BatchedTable
 from stream.config import StreamSettings, get_settings
 from stream.core import BundleForwarder, Item, StageCore
 from stream.counting import OUTAGE_TABLE, StageCounter
-from stream.intake import Intake
+from stream.intake import INTAKE_BATCHES, Intake
 from stream.metrics import StreamMetrics
 from stream.restore import BulkRestore
 
@@ -265,8 +265,12 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         # trip, and at 4 batches the caller stage waited for input a third of a drain (bench/README.md).
         most = app.conf.stream_buffer_maxsize
         wait = s.batch_wait_ms / 1000
-        caller_intake = Intake(app, caller_input.topics, s.batch_size, wait, limit=max(most, 16 * s.batch_size))
-        did_intake = Intake(app, did_input.topics, s.did_batch_records, wait, limit=max(most, 16 * s.did_batch_records))
+        caller_intake = Intake(
+            app, caller_input.topics, s.batch_size, wait, limit=max(most, INTAKE_BATCHES * s.batch_size)
+        )
+        did_intake = Intake(
+            app, did_input.topics, s.did_batch_records, wait, limit=max(most, INTAKE_BATCHES * s.did_batch_records)
+        )
         compat.use_intake(app, caller_input, caller_intake)
         compat.use_intake(app, did_input, did_intake)
 

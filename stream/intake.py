@@ -28,7 +28,9 @@ What Faust's stream did that matters is kept, rule for rule (``faust.streams.Str
 * **back-pressure**: the conductor never waits here (it would stall the other stage's partitions too). Once
   ``limit`` records wait, each further record's partition is taken out of the fetch (``Consumer.on_buffer_full``,
   what Faust does when an agent's queue is under pressure); the partitions are fetched again once the list has
-  drained below half of ``limit`` (``on_buffer_drop``). What was already fetched is still appended. A revocation
+  drained below half of ``limit`` (``on_buffer_drop``), and the fetch in progress is woken to see them
+  (``compat.wake_fetch``: otherwise their records, already fetched, waited up to a second). What was already
+  fetched is still appended. ``limit`` defaults to 16 batches: at 4 the caller stage starved. A revocation
   forgets the paused partitions (Faust resumes every assigned partition after the rebalance, and resuming one
   at the revocation could put a revoked partition back among those fetched); a resume keeps them.
 * **flow control and the producer**: each record waits, as in Faust's handler, while the flow is suspended and
@@ -74,6 +76,10 @@ class Record:
         return value if value is not None else b""
 
 
+INTAKE_BATCHES = 16
+"""Batches' worth of records that may wait before the fetch of their partitions pauses (the default ``limit``)."""
+
+
 class Intake:
     """The records of one stage's topics, from the conductor to the stage's batches (see the module docstring).
 
@@ -87,7 +93,7 @@ class Intake:
         self.topics = frozenset(topics)
         self.max = max_
         self.within = within
-        self.limit = limit or 4 * max_
+        self.limit = limit or INTAKE_BATCHES * max_
         """Records waiting beyond which the fetch of a record's partition pauses."""
         self._pending: deque[Any] = deque()
         self._first_at = 0.0

@@ -129,3 +129,12 @@ def test_this_run_runs_the_mode_it_asked_for() -> None:
     expected = {"require": True, "off": False}.get(mode, native.built_status().compiled)
     assert native.STATUS.compiled is expected
     assert native.running_compiled() is expected
+
+
+def test_the_settings_field_accepts_exactly_the_modes_select_does() -> None:
+    """``BINDWATCH_NATIVE`` is read twice: by ``select`` at import and validated by the settings class."""
+    from typing import get_args
+
+    from stream.config import StreamSettings
+
+    assert get_args(StreamSettings.model_fields["native"].annotation) == native.MODES
