@@ -152,6 +152,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
         logging_config=logs.logging_config(s),  # JSON lines at BINDWATCH_LOG_LEVEL: see stream.logs
     )
     app.bindwatch_metrics = metrics  # type: ignore[attr-defined]
+    compat.use_fetch_max_wait(app, s.fetch_max_wait_ms)
     compat.without_monitor_sensor(app)
     if s.bulk_restore_seconds > 0 and s.store.startswith("rocksdb"):
         compat.use_bulk_restore(app, BulkRestore(s.kafka_bootstrap_servers, s.bulk_restore_seconds))
@@ -327,8 +328,8 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
 
     @app.task  # type: ignore[untyped-decorator]
     async def at_start() -> None:
-        """Once, at start (logging is configured by then): the cycle collector's threshold, and compiled or source
-        and why (``stream.native``)."""
+        """Once, at start (logging is configured by then): the cycle collector's threshold, compiled or source and
+        why (``stream.native``), and the long-poll the consumer really uses (``stream.compat``)."""
         if s.gc_threshold:
             gc.collect()
             gc.freeze()  # what start-up loaded lives as long as the process: never scan it again
@@ -337,6 +338,12 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
             log.info("cycle collector: %d objects frozen, threshold %s", gc.get_freeze_count(), gc.get_threshold())
         compiled = native.running_compiled()
         metrics.compiled_core.set(1 if compiled else 0)
+        for _ in range(300):  # the consumer's fetcher exists once the consumer thread has started it
+            wait = compat.fetch_max_wait(app)
+            if wait is not None:
+                log.info("consumer fetch long-poll: %d ms", wait)
+                break
+            await asyncio.sleep(0.1)
         if compiled:
             log.info("stream core: compiled (%s)", native.STATUS.reason)
         else:

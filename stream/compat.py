@@ -45,6 +45,14 @@ once, as Python 3.12's eager tasks do; only if it suspends does mode's ``wait_fi
 of that coroutine as a task. The same coroutine scheduled as a task by mode would also have run its first step
 before any of the other three (tasks start in the order they were made), so nothing is reordered.
 
+``AIOKafkaConsumerThread._create_worker_consumer`` hardcodes the consumer's fetch long-poll at 1,500 ms. aiokafka
+keeps one fetch in flight per broker, and a fetch built while the busy partitions still have records buffered
+holds only the quiet ones (the tick topics, the outage partials): the broker then keeps it the whole 1.5 s,
+and records produced meanwhile to a busy partition (the by-DID bundles the caller stage forwards) wait for it.
+In a backlog drain the DID stage got its input in bursts 1-2 s old, and the drain ended with the worker idle
+for up to 1.5 s while its last bundles sat at the broker (issue 13, measured 2026-12-07). ``use_fetch_max_wait``
+sets the long-poll of the app's worker consumer (``StreamSettings.fetch_max_wait_ms``).
+
 The hook (``apply_fixes`` too, active only for an app given a ``BulkRestore`` by ``use_bulk_restore``):
 ``Recovery._build_offsets`` is followed by ``stream.restore.BulkRestore.load``, which restores the active
 changelog partitions in bulk before Faust's record-by-record recovery starts (see ``stream.restore``).
@@ -64,6 +72,7 @@ from faust.streams import _current_event
 from faust.tables.recovery import Recovery
 from faust.transport.conductor import Conductor
 from faust.transport.consumer import Consumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.producer import ProducerBuffer
 from mode import Service
 from mode.services import WaitResults
@@ -77,6 +86,7 @@ BUFFER_MAX_MESSAGES = 5000
 """Table writes the producer buffer holds before the conductor waits for it (``ProducerBuffer.max_messages``)."""
 _RESTORE_PATCHED = "_bindwatch_bulk_restore"
 _INTAKE_PATCHED = "_bindwatch_intake"
+_ORIGINAL_CREATE_WORKER_CONSUMER = AIOKafkaConsumerThread._create_worker_consumer
 _INTAKES_ATTR = "bindwatch_intakes"
 _RESTORE_ATTR = "bindwatch_bulk_restore"
 
@@ -491,6 +501,31 @@ def _compile_message_handler_with_intakes(self: Any) -> Any:
 _ORIGINAL_COMPILE_MESSAGE_HANDLER = Conductor._compile_message_handler
 
 
+_FETCH_WAIT_ATTR = "_bindwatch_fetch_max_wait_ms"
+_FETCH_WAIT_PATCHED = "_bindwatch_fetch_max_wait"
+
+
+def use_fetch_max_wait(app: Any, ms: int) -> None:
+    """The fetch long-poll (``fetch_max_wait_ms``) of ``app``'s worker consumer, in place of Faust's 1,500 (module
+    docstring); read when the consumer is created, so call it before the worker starts."""
+    setattr(app, _FETCH_WAIT_ATTR, ms)
+
+
+def fetch_max_wait(app: Any) -> int | None:
+    """The long-poll the running worker consumer's fetcher uses (ms), or None before it has started."""
+    fetcher = getattr(getattr(getattr(app.consumer, "_thread", None), "_consumer", None), "_fetcher", None)
+    ms: int | None = getattr(fetcher, "_fetch_max_wait_ms", None)
+    return ms
+
+
+def _create_worker_consumer_with_fetch_wait(self: Any, transport: Any) -> Any:
+    consumer = _ORIGINAL_CREATE_WORKER_CONSUMER(self, transport)
+    ms = getattr(self.app, _FETCH_WAIT_ATTR, None)
+    if ms is not None:
+        consumer._fetch_max_wait_ms = ms  # aiokafka hands it to its Fetcher in ``start``
+    return consumer
+
+
 def apply_fixes() -> None:
     """Install the patches above (idempotent)."""
     if not getattr(ProducerBuffer, _PATCHED, False):
@@ -504,6 +539,9 @@ def apply_fixes() -> None:
     if not getattr(Conductor, _INTAKE_PATCHED, False):
         Conductor._compile_message_handler = _compile_message_handler_with_intakes  # type: ignore[method-assign]
         setattr(Conductor, _INTAKE_PATCHED, True)
+    if not getattr(AIOKafkaConsumerThread, _FETCH_WAIT_PATCHED, False):
+        AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer_with_fetch_wait  # type: ignore[method-assign]
+        setattr(AIOKafkaConsumerThread, _FETCH_WAIT_PATCHED, True)
     if not getattr(Recovery, _RESTORE_PATCHED, False):
         Recovery._build_offsets = _build_offsets_then_bulk_restore  # type: ignore[method-assign]
         setattr(Recovery, _RESTORE_PATCHED, True)

@@ -69,6 +69,11 @@ class StreamSettings(BaseSettings):
     agent's stream (``compat.take_batches``): the same batches, acknowledgements and rebalance behaviour, with
     a fraction of the per-record cost. Off is the fallback should a Faust upgrade break the direct path (its
     guard tests in ``tests/unit/test_compat.py`` say so first)."""
+    fetch_max_wait_ms: int = Field(default=100, ge=1, le=1500)
+    """How long the broker may hold the worker consumer's fetch when it has no new records (Faust's: 1,500 ms).
+    aiokafka keeps one fetch in flight per broker, so records arriving on a partition that fetch does not
+    cover wait for it to end: at 1,500 the DID stage got the caller stage's forwards up to 1.5 s late under load
+    (``stream.compat``). An idle worker sends one empty fetch per interval."""
     gc_threshold: int = Field(default=50000, ge=0, le=1_000_000)
     """Allocations between two young-generation collections of Python's cycle collector (its default is 700; 0
     keeps Python's settings). Set at start, after everything loaded at start is frozen out of collection

@@ -791,3 +791,29 @@ def test_wake_fetch_wakes_a_fetch_waiting_in_the_consumer_thread() -> None:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
+
+
+def test_fausts_worker_consumer_long_polls_1500_ms_and_aiokafka_reads_the_wait_from_the_consumer() -> None:
+    """Why ``use_fetch_max_wait`` exists, and what it relies on: Faust passes a hardcoded 1,500 to the worker
+    consumer, and aiokafka's consumer hands its ``_fetch_max_wait_ms`` to the Fetcher it makes in ``start``."""
+    from aiokafka import AIOKafkaConsumer
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    assert "fetch_max_wait_ms=1500" in inspect.getsource(compat._ORIGINAL_CREATE_WORKER_CONSUMER)
+    assert AIOKafkaConsumerThread._create_worker_consumer is compat._create_worker_consumer_with_fetch_wait
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(AIOKafkaConsumer.start)
+
+
+def test_the_worker_consumer_gets_the_apps_long_poll(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The patched ``_create_worker_consumer`` replaces Faust's wait with the app's; an app that set none keeps
+    Faust's. (Faust's real method is not run here: it needs a consumer thread, whose event loop mode never
+    closes; the test above checks what the patch relies on in Faust and aiokafka.)"""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(
+        compat, "_ORIGINAL_CREATE_WORKER_CONSUMER", lambda self, transport: SimpleNamespace(_fetch_max_wait_ms=1500)
+    )
+    thread: Any = SimpleNamespace(app=SimpleNamespace())
+    assert compat._create_worker_consumer_with_fetch_wait(thread, None)._fetch_max_wait_ms == 1500
+    compat.use_fetch_max_wait(thread.app, 100)
+    assert compat._create_worker_consumer_with_fetch_wait(thread, None)._fetch_max_wait_ms == 100
