@@ -193,6 +193,7 @@ class StageCore:
         forwards: list[bundle.Entry] = []
         last_ts: int | None = None
         counted: dict[int, tuple[outage.PartitionCounts, Any, int, int]] = {}  # p -> counts, where, start, last
+        results: dict[str, int] = {}  # events per result, counted in the metrics once per batch
         hot = self._hot
         for item in items:
             key = item.key
@@ -229,11 +230,14 @@ class StageCore:
             outcome = rules.apply(state, item.failure, now, self.policy)
             if self.counter is not None and item.partition is not None and item.offset is not None:
                 self._count(item, outcome, state, now, counted)
-            self.metrics.seen(self.kind.value, outcome.reason)
+            results[outcome.reason] = results.get(outcome.reason, 0) + 1
             last_ts = item.failure.ts
             if outcome.counted:
                 dirty[key] = None
                 alerts += outcome.alerts
+        stage = self.kind.value
+        for reason, n in results.items():
+            self.metrics.seen(stage, reason, n)
         if ref is not None:
             alerts = outage.with_outage(alerts, ref.fingerprint)
             for key in dirty:

@@ -70,9 +70,10 @@ class StreamMetrics:
         )
         self._seen: dict[tuple[str, str], Any] = {}
 
-    def seen(self, stage: str, result: str) -> None:
-        """Count one event of ``stage`` with ``result`` (the labelled child is cached: this is per event)."""
+    def seen(self, stage: str, result: str, n: int = 1) -> None:
+        """Count ``n`` events of ``stage`` with ``result`` (the labelled child is cached; the stage core counts a
+        batch's events per result and calls this once per result, not per event: each ``inc`` takes a lock)."""
         child = self._seen.get((stage, result))
         if child is None:
             child = self._seen[(stage, result)] = self.events.labels(stage, result)
-        child.inc()
+        child.inc(n)
