@@ -66,6 +66,9 @@ def _argv(pid: int, seconds: int, out: Path, subprocesses: bool, rate: int) -> l
         # only the thread holding the GIL: Faust runs its consumer in a second thread, and a thread waiting for
         # the GIL is otherwise charged to whatever line it waits at
         argv.append("--gil")
+    elif os.environ.get("BENCH_PROFILE_IDLE") == "1":
+        # every thread, waiting or not, each stack under its thread's id: where the worker waits, and for what
+        argv += ["--idle", "--threads"]
     return argv
 
 
