@@ -220,7 +220,9 @@ def stream_peer_rounds(ctx: Ctx) -> dict[str, Any]:
     1.6x between runs minutes apart, so one pair of drains says little. Reports each round's ratio, their
     median, and the ratio of the best drain of each side. ``BENCH_PEER_ROUNDS`` rounds (default 3);
     ``BENCH_PEER_ORDER=worker-first`` drains the worker first in each round (the peer's first drain of a run
-    has been its fastest in every run so far: this tells the position from the peer)."""
+    has been its fastest in every run so far: this tells the position from the peer); ``alternate`` swaps the
+    order every round (peer first in rounds 0, 2, ...; with an even number of rounds each side drains first
+    equally often, since each drains 5-10% slower second: the median is then the order-fair figure)."""
     n = int(ctx.shared.get("events") or ctx.pick(200_000, 50_000))
     rounds_n = int(os.environ.get("BENCH_PEER_ROUNDS", "3"))
     if rounds_n < 1:
@@ -229,8 +231,9 @@ def stream_peer_rounds(ctx: Ctx) -> dict[str, Any]:
     peer_dir = ctx.out / "peer-rounds"
     peer_dir.mkdir(parents=True, exist_ok=True)
     rounds: list[dict[str, Any]] = []
-    worker_first = os.environ.get("BENCH_PEER_ORDER", "peer-first") == "worker-first"
+    order = os.environ.get("BENCH_PEER_ORDER", "peer-first")
     for i in range(rounds_n):
+        worker_first = worker_drains_first(order, i)
         if worker_first:
             ours, _ = _drain(ctx, topic, n, 1, label=f"r{i}")
         quix = peer.drain(ctx.bootstrap, topic, n, peer_dir, timeout=_drain_timeout(n))
@@ -238,6 +241,7 @@ def stream_peer_rounds(ctx: Ctx) -> dict[str, Any]:
             ours, _ = _drain(ctx, topic, n, 1, label=f"r{i}")
         rounds.append(
             {
+                "first": "worker" if worker_first else "peer",
                 "peer_events_per_s": quix["events_per_s"],
                 "peer_us_per_event": quix["peer_us_per_event"],
                 "events_per_s": ours["events_per_s"],
@@ -250,11 +254,13 @@ def stream_peer_rounds(ctx: Ctx) -> dict[str, Any]:
     ratios = sorted(r["ratio"] for r in rounds)
     best_peer = max(r["peer_events_per_s"] for r in rounds)
     best_ours = max(r["events_per_s"] for r in rounds)
+    by_first = {side: sorted(r["ratio"] for r in rounds if r["first"] == side) for side in ("peer", "worker")}
     return {
         "events": n,
-        "order": "worker-first" if worker_first else "peer-first",
+        "order": order,
         "rounds": rounds,
-        "ratio_median": ratios[len(ratios) // 2],
+        "ratio_median": median(ratios),
+        "ratio_median_by_first": {side: median(rs) for side, rs in by_first.items() if rs},
         "ratio_min": ratios[0],
         "ratio_max": ratios[-1],
         "ratio_best_to_best": round(best_ours / max(best_peer, 1), 3),
@@ -262,6 +268,24 @@ def stream_peer_rounds(ctx: Ctx) -> dict[str, Any]:
             round(r["worker_us_per_event"] / max(r["peer_us_per_event"], 0.1), 2) for r in rounds
         )[len(rounds) // 2],
     }
+
+
+def worker_drains_first(order: str, i: int) -> bool:
+    """Whether round ``i`` of ``stream_peer_rounds`` drains the worker first, for ``BENCH_PEER_ORDER``."""
+    if order == "peer-first":
+        return False
+    if order == "worker-first":
+        return True
+    if order == "alternate":
+        return i % 2 == 1
+    raise ValueError(f"BENCH_PEER_ORDER is peer-first, worker-first or alternate; got {order!r}")
+
+
+def median(values: list[float]) -> float:
+    """The median (of an even count: the mean of the middle two), rounded like the ratios."""
+    s = sorted(values)
+    mid = len(s) // 2
+    return round(s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2, 3)
 
 
 def stream_outage_cost(ctx: Ctx) -> dict[str, Any]:

@@ -25,3 +25,20 @@ def test_pairs_are_read() -> None:
 def test_a_bad_spec_is_refused_naming_it(spec: str, named: str) -> None:
     with pytest.raises(ValueError, match=named):
         parse_ab(spec)
+
+
+def test_peer_rounds_alternate_which_side_drains_first_and_refuse_an_unknown_order() -> None:
+    from bench.stream_bench import worker_drains_first
+
+    assert [worker_drains_first("alternate", i) for i in range(4)] == [False, True, False, True]
+    assert not any(worker_drains_first("peer-first", i) for i in range(3))
+    assert all(worker_drains_first("worker-first", i) for i in range(3))
+    with pytest.raises(ValueError, match="peer-first, worker-first or alternate"):
+        worker_drains_first("random", 0)
+
+
+def test_the_median_of_an_even_count_is_the_mean_of_the_middle_two() -> None:
+    from bench.stream_bench import median
+
+    assert median([1.6, 1.2, 1.4]) == 1.4
+    assert median([1.6, 1.2, 1.4, 1.3]) == 1.35
