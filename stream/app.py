@@ -338,18 +338,19 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
             log.info("cycle collector: %d objects frozen, threshold %s", gc.get_freeze_count(), gc.get_threshold())
         compiled = native.running_compiled()
         metrics.compiled_core.set(1 if compiled else 0)
-        for _ in range(300):  # the consumer's fetcher exists once the consumer thread has started it
-            wait = compat.fetch_max_wait(app)
-            if wait is not None:
-                log.info("consumer fetch long-poll: %d ms", wait)
-                break
-            await asyncio.sleep(0.1)
         if compiled:
             log.info("stream core: compiled (%s)", native.STATUS.reason)
         else:
             log.warning(
                 "stream core: Python source, ~1.2x the CPU per event of the compiled one (%s)", native.STATUS.reason
             )
+        for _ in range(300):  # the consumer's fetcher exists once the consumer thread has started it (~seconds)
+            wait = compat.fetch_max_wait(app)
+            if wait is not None:
+                log.info("consumer fetch long-poll: %d ms", wait)
+                return
+            await asyncio.sleep(0.1)
+        log.warning("consumer fetch long-poll: unknown (the consumer had not started its fetcher after 30 s)")
 
     @app.task  # type: ignore[untyped-decorator]
     async def rebuild_indexes() -> None:
