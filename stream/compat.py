@@ -473,10 +473,16 @@ def wake_fetch(app: Any) -> None:
     """
     thread = getattr(app.consumer, "_thread", None)
     loop = getattr(thread, "thread_loop", None)
-    fetcher = getattr(getattr(thread, "_consumer", None), "_fetcher", None)
+    fetcher = _fetcher_of(thread)
     if loop is None or fetcher is None or loop.is_closed():
         return
     loop.call_soon_threadsafe(_notify_fetch_waiters, fetcher)
+
+
+def _fetcher_of(thread: Any) -> Any:
+    """aiokafka's Fetcher inside Faust's consumer thread (``AIOKafkaConsumerThread._consumer._fetcher``), or None
+    before the thread has started its consumer."""
+    return getattr(getattr(thread, "_consumer", None), "_fetcher", None)
 
 
 def _notify_fetch_waiters(fetcher: Any) -> None:
@@ -513,8 +519,7 @@ def use_fetch_max_wait(app: Any, ms: int) -> None:
 
 def fetch_max_wait(app: Any) -> int | None:
     """The long-poll the running worker consumer's fetcher uses (ms), or None before it has started."""
-    fetcher = getattr(getattr(getattr(app.consumer, "_thread", None), "_consumer", None), "_fetcher", None)
-    ms: int | None = getattr(fetcher, "_fetch_max_wait_ms", None)
+    ms: int | None = getattr(_fetcher_of(getattr(app.consumer, "_thread", None)), "_fetch_max_wait_ms", None)
     return ms
 
 
