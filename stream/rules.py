@@ -351,8 +351,19 @@ def _crossing_windows(state: SubjectState, policy: Policy, lo: int, hi: int) -> 
 
 def _unexplained_window(state: SubjectState, policy: Policy, lo: int, hi: int) -> bool:
     """True if a crossing window starting in [lo, hi) holds a failure to a DID without a firing pair_repeat:
-    caller_repeat then says something no pair alert does."""
+    caller_repeat then says something no pair alert does.
+
+    First the cheap answer: every failure such a window can hold lies in ``events[lo:reach]`` (``reach``: past
+    the last one within the window of the latest start), so when each DID among them has its pair_repeat
+    firing, none is unexplained. That is a storm's caller (one DID, its pair firing from the third failure on):
+    the window sweep below ran for every one of its pushes, O(failures in the window) generator steps each,
+    and was the largest cost of a 100,000-event storm (``bench/README.md``)."""
     ev = state.events
+    if hi <= lo:
+        return False
+    reach = bisect_right(ev, ev[hi - 1].ts + policy.caller_repeat.window_ms, key=_TS)
+    if all(_pair_firing(state, d) for d in {f.other for f in ev[lo:reach]}):
+        return False
     covered: dict[str, bool] = {}
     checked = lo  # failures before this index were seen covered (windows overlap: look at each once)
     for j, end in _windows(state, policy, lo, hi):
@@ -464,11 +475,17 @@ def _best_window(subset: list[Failure], spec: RuleSpec, new: Failure) -> tuple[i
 
 
 def _measure_bound(subset: list[Failure], spec: RuleSpec, new: Failure) -> int:
-    """An upper bound of ``_best_window``'s measure, in O(log n): a window of length W containing ``new`` lies
-    within [new - W, new + W], and its distinct DIDs are at most its failures. A storm's subject, firing and
-    out of order, no longer sweeps its whole window for every push."""
+    """An upper bound of ``_best_window``'s measure: a window of length W containing ``new`` lies within
+    [new - W, new + W]. For counts, the failures there, in O(log n): a storm's subject, firing and out of
+    order, no longer sweeps its whole window for every push. For caller_scan, the distinct DIDs there, in
+    O(k) for k failures but without the sweep's counting: a caller failing to one or two DIDs (a storm's
+    callers, every retrier) is never near caller_scan's threshold, and its sweep ran for every push."""
     w = spec.window_ms
-    return bisect_right(subset, new.ts + w, key=_TS) - bisect_left(subset, new.ts - w, key=_TS)
+    lo = bisect_left(subset, new.ts - w, key=_TS)
+    hi = bisect_right(subset, new.ts + w, key=_TS)
+    if spec.rule is Rule.CALLER_SCAN:
+        return len({f.other for f in subset[lo:hi]})
+    return hi - lo
 
 
 def _best_window_scan(subset: list[Failure], spec: RuleSpec, new: Failure) -> tuple[int, int, list[Failure]]:
@@ -518,6 +535,8 @@ def _evaluate(
             a.severity is Severity.CRITICAL or _measure_bound(subset, spec, new) < spec.threshold * spec.critical_factor
         ):
             return []  # firing, no repeat due, and no severity rise possible: nothing to emit, no window to find
+    elif spec.rule is Rule.CALLER_SCAN and _measure_bound(subset, spec, new) < spec.threshold:
+        return []  # no window can reach the threshold: the sweep below would return the same
     measure, start, inside = _best_window(subset, spec, new)
     if measure < spec.threshold:
         return []

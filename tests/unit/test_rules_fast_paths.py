@@ -2,16 +2,21 @@
 ``max_events`` failures, and two per-push scans over them made a storm drain slowly).
 
 * ``_best_window``: when the new failure is the newest, one bisection instead of a sweep;
-* ``SubjectState.rids``: the dedup looks the requestId up in a set kept in step with ``events``.
+* ``SubjectState.rids``: the dedup looks the requestId up in a set kept in step with ``events``;
+* ``_unexplained_window``: when every DID its windows can reach has a firing pair_repeat, no sweep;
+* ``_measure_bound`` for caller_scan (distinct DIDs within a window of the new failure): no sweep when even
+  that cannot reach the threshold.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from itertools import islice
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from schemas.alerts import Rule
 from stream import rules, state
 from stream.rules import Failure, Kind, Policy, SubjectState
 
@@ -62,12 +67,17 @@ def test_dedup_with_the_rid_set_matches_a_fresh_scan(fs: list[Failure], max_even
 def test_the_measure_bound_is_never_below_the_best_window(
     fs: list[Failure], data: st.DataObject, spec: rules.RuleSpec
 ) -> None:
-    """A firing alert skips the window search when even the bound cannot reach a severity rise: sound only
-    if the bound is at least the measure, wherever ``new`` falls (late pushes included)."""
+    """A firing alert skips the window search when even the bound cannot reach a severity rise, and a quiet
+    caller_scan when it cannot reach the threshold: sound only if the bound is at least the measure, wherever
+    ``new`` falls (late pushes included). For caller_scan the measure is distinct DIDs; the failures drawn
+    have up to three, so the test also asks for a bound below the failure count there."""
     subset = sorted(fs)
     new = data.draw(st.sampled_from(subset))
     measure, _start, _inside = rules._best_window_scan(subset, spec, new)
-    assert rules._measure_bound(subset, spec, new) >= measure
+    bound = rules._measure_bound(subset, spec, new)
+    assert bound >= measure
+    if spec.rule is Rule.CALLER_SCAN:
+        assert bound <= len({f.other for f in subset})
 
 
 def test_the_cached_horizon_follows_each_policys_own_windows() -> None:
@@ -86,3 +96,30 @@ def test_the_cached_horizon_follows_each_policys_own_windows() -> None:
         s = SubjectState(Kind.DID, "d")
         rules.apply(s, newest, T0 + 9000 * 1000, policy)
         assert rules.apply(s, old, T0 + 9000 * 1000, policy).reason == reason
+
+
+def _unexplained_by_sweep(s: SubjectState, policy: Policy, lo: int, hi: int) -> bool:
+    """The definition, window by window: some crossing window starting in [lo, hi) holds a failure whose
+    DID has no firing pair_repeat."""
+    for j, end in rules._windows(s, policy, lo, hi):
+        if any(not rules._pair_firing(s, f.other) for f in islice(s.events, j, end)):
+            return True
+    return False
+
+
+@settings(max_examples=400, deadline=None)
+@given(failures, st.sets(st.sampled_from(["d1", "d2", "d3"])), st.data())
+def test_the_unexplained_window_shortcut_answers_as_the_sweep(
+    fs: list[Failure], pairs_firing: set[str], data: st.DataObject
+) -> None:
+    """Whichever pairs fire (none, some, all the DIDs) and whichever range of window starts is asked, the
+    answer is the sweep's: the shortcut may only skip the sweep when the sweep would say False."""
+    s = SubjectState(Kind.CALLER, "8548")
+    s.events = sorted(set(fs))
+    for d in pairs_firing:
+        a = s.alerts[rules._key(Rule.PAIR_REPEAT, d)] = rules.AlertState(Rule.PAIR_REPEAT, d)
+        a.firing = True
+    n = len(s.events)
+    lo = data.draw(st.integers(0, n))
+    hi = data.draw(st.integers(lo, n))
+    assert rules._unexplained_window(s, P, lo, hi) == _unexplained_by_sweep(s, P, lo, hi)
