@@ -35,6 +35,7 @@ from typing import Any, NamedTuple, Protocol
 from schemas import Alert
 from schemas.numbers import mask_number
 from stream import bundle, outage, rules
+from stream import state as state_format
 from stream.counting import StageCounter, counts_key, is_reserved, where_reader
 from stream.metrics import StreamMetrics
 from stream.rules import Failure, Kind, Policy, SubjectState
@@ -204,7 +205,7 @@ class StageCore:
                     self._hot_bytes -= cached[1]
                 else:
                     raw = self.table.get(key, item.where)
-                    states[key] = SubjectState.load(raw) if raw else None
+                    states[key] = state_format.load(raw) if raw else None  # not the method: it imports per call
                     if self._rebuild is not None:
                         self._index_before_use(key, raw, item.partition, now)
                 where[key] = item.where
@@ -313,7 +314,7 @@ class StageCore:
             self.firing.pop(key, None)
             self.metrics.deleted.labels(self.kind.value).inc()
             return 0
-        value = state.dump()
+        value = state_format.dump(state)
         self.table.set(key, value, where)
         self._note_firing(key, state)
         due = rules.next_due_ms(state, self.policy)
@@ -327,7 +328,7 @@ class StageCore:
         if not state.alerts:  # most subjects never alerted: no generator, no set
             self.firing.pop(key, None)
             return
-        firing = frozenset(a.rule.value for a in state.alerts.values() if a.firing)
+        firing = frozenset(str(a.rule) for a in state.alerts.values() if a.firing)  # str(): see rules._key
         if firing:
             self.firing[key] = firing
         else:
@@ -486,7 +487,7 @@ class StageCore:
                 top.add(key, ts)
         if firing:
             self.due[key] = last + self._resolve_min
-            self._note_firing(key, SubjectState.load(value))
+            self._note_firing(key, state_format.load(value))
 
     def take_due(self, now: int) -> list[str]:
         """Subjects whose alerts may resolve by ``now``, removed from the index (a tick re-adds them)."""
@@ -517,7 +518,7 @@ class StageCore:
     # --- queries -------------------------------------------------------------------------------
     def describe(self, value: bytes, label: str) -> dict[str, Any]:
         """The answer of the query API for one stored subject."""
-        state = SubjectState.load(value)
+        state = state_format.load(value)
         last = state.events[-1] if state.events else None
         last_at = datetime.fromtimestamp(last.ts / 1000, tz=UTC) if last else None
         return {

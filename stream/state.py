@@ -52,16 +52,16 @@ def dump(s: SubjectState) -> bytes:
     ev = s.events
     doc = {
         "v": VERSION,
-        "k": s.kind.value,
+        "k": str(s.kind),  # str(), not .value: the same text, without the enum module's Python descriptor
         "s": s.subject,
         "e": {"t": [f.ts for f in ev], "r": [f.rid for f in ev], "o": [f.other for f in ev]},
         "a": {
             key: {
-                "r": a.rule.value,
+                "r": str(a.rule),
                 "o": a.other,
                 "ep": a.episode,
                 "on": a.firing,
-                "sv": a.severity.value,
+                "sv": str(a.severity),
                 "sq": a.seq,
                 "ft": a.first_ts,
                 "ew": a.last_emit_wall,
