@@ -36,7 +36,8 @@ from schemas import Alert, BindingFailureEvent, Overview, decode, encode
 from schemas.codec import headers as record_headers
 from schemas.numbers import mask_number, normalise_number
 from schemas.topics import OVERVIEW_KEY
-from stream import bundle, compat, logs, native, outage, rules
+from stream import compat, logs, native, outage, rules
+from stream import core as core_items
 from stream.changelog import BatchedTable
 from stream.config import StreamSettings, get_settings
 from stream.core import BundleForwarder, Item, StageCore
@@ -219,44 +220,21 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
             log.error("skipping an undecodable record on %s: %s", name, exc.errors(include_input=False)[:3])
             return None
 
-    def key_of(ev: Any) -> str:
-        return ev.key if isinstance(ev.key, str) else (ev.key or b"").decode(errors="replace")
+    def ignored() -> None:
+        metrics.seen("caller", "ignored")
+
+    def undecodable_bundle(exc: ValueError) -> None:
+        metrics.seen("did", "invalid")
+        log.error("skipping an undecodable record on did: %s", exc)
 
     def caller_items(events: Sequence[Any]) -> list[Item]:
-        items = []
-        for ev in events:
-            if ev.message.topic == s.caller_ticks_topic:
-                items.append(Item(key_of(ev), ev))
-                continue
-            event = decode_or_skip("caller", ev.value)
-            if event is None:
-                continue
-            if event.code == 0:
-                metrics.seen("caller", "ignored")
-                continue
-            e = bundle.entry_of(event)
-            failure = rules.Failure(e.ts, e.rid, e.did)
-            msg = ev.message
-            items.append(Item(event.caller, ev, failure, e, msg.partition, msg.offset, event.action))
-        return items
+        return core_items.caller_items(events, s.caller_ticks_topic, caller_decode, ignored)
 
     def did_items(events: Sequence[Any]) -> list[Item]:
-        items: list[Item] = []
-        for ev in events:
-            if ev.message.topic == s.did_ticks_topic:
-                items.append(Item(key_of(ev), ev))
-                continue
-            try:
-                entries = bundle.decode(ev.value)
-            except ValueError as exc:
-                metrics.seen("did", "invalid")
-                log.error("skipping an undecodable record on did: %s", exc)
-                continue
-            msg = ev.message
-            items += [
-                Item(e.did, ev, rules.Failure(e.ts, e.rid, e.caller), None, msg.partition, msg.offset) for e in entries
-            ]
-        return items
+        return core_items.did_items(events, s.did_ticks_topic, undecodable_bundle)
+
+    def caller_decode(raw: bytes) -> BindingFailureEvent | None:
+        return decode_or_skip("caller", raw)
 
     caller_input = app.topic(s.events_topic, s.caller_ticks_topic, key_type=str, value_type=bytes)
     did_input = app.topic(s.by_did_topic, s.did_ticks_topic, key_type=str, value_type=bytes)

@@ -40,13 +40,18 @@ class BatchProducer(Protocol):
 
 class Write(NamedTuple):
     """One table write: ``value`` None deletes ``key``. ``where`` is the input record it came with (its
-    partition is the changelog partition, as in Faust). A named tuple, like ``core.Item``: one or two are made
-    per event, and a frozen dataclass set each field through ``object.__setattr__``."""
+    partition is the changelog partition, as in Faust). The functions here take any 4-tuple in this order
+    (``Row``): ``BatchedTable`` queues plain tuples, one or two per event, because a named tuple's
+    constructor is a Python function (``namedtuple`` generates it) and a plain tuple is built in C."""
 
     partition: int
     key: str
     value: bytes | None
     where: Any
+
+
+Row = tuple[int, str, bytes | None, Any]
+"""A ``Write`` as a plain tuple: (partition, key, value, where)."""
 
 
 MAX_RECORD_BYTES = 1_000_000
@@ -55,7 +60,7 @@ batch. aiokafka's batch interface, unlike its ``send``, does not check it, and t
 batch on every replay. A subject stays far below it (``max_events_per_subject`` 2,000 failures: ~150 KB)."""
 
 
-async def send_batches(producer: BatchProducer, topic: str, writes: Iterable[Write]) -> dict[int, int]:
+async def send_batches(producer: BatchProducer, topic: str, writes: Iterable[Row]) -> dict[int, int]:
     """Send ``writes`` to ``topic``, each partition's in their order; return once the broker acknowledged all
     of them, with the offset of the last record written to each partition.
 
@@ -64,24 +69,24 @@ async def send_batches(producer: BatchProducer, topic: str, writes: Iterable[Wri
     order, but a batch that fails for good (or expires) would not stop the next one, and a later record (a
     subject) would then be stored without an earlier one (the partition's outage counts). Partitions go in
     parallel. Each batch is closed before it is sent, so it leaves at once instead of after the linger."""
-    by_partition: dict[int, list[Write]] = {}
-    for w in writes:
-        size = len(w.key) + len(w.value or b"")
+    by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
+    for partition, text, value, _where in writes:
+        key = text.encode()
+        size = len(key) + len(value or b"")
         if size > MAX_RECORD_BYTES:
-            raise ValueError(f"a {size}-byte changelog record for partition {w.partition} exceeds {MAX_RECORD_BYTES}")
-        by_partition.setdefault(w.partition, []).append(w)
+            raise ValueError(f"a {size}-byte changelog record for partition {partition} exceeds {MAX_RECORD_BYTES}")
+        by_partition.setdefault(partition, []).append((key, value))
     sent: list[tuple[int, int, Any]] = []  # partition, records in the batch, its delivery future
     for partition, part in by_partition.items():
         batch, n = producer.create_batch(), 0
-        for w in part:
-            key = w.key.encode()
-            if batch.append(key=key, value=w.value, timestamp=None) is None:  # full: send it, start another
+        for key, value in part:
+            if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
                 batch.close()
                 delivery = await producer.send_batch(batch, topic, partition=partition)
                 await delivery  # acknowledged before the next batch of this partition goes (see above)
                 sent.append((partition, n, delivery))
                 batch, n = producer.create_batch(), 0
-                if batch.append(key=key, value=w.value, timestamp=None) is None:
+                if batch.append(key=key, value=value, timestamp=None) is None:
                     raise RuntimeError("an empty producer batch refused a record")  # aiokafka takes any first one
             n += 1
         batch.close()
@@ -102,7 +107,7 @@ class BatchedTable:
         self.table = table
         self.producer = producer
         self.topic: str = table.changelog_topic.get_topic_name()
-        self.pending: list[Write] = []
+        self.pending: list[Row] = []
 
     def get(self, key: str, where: Any) -> bytes | None:
         db = compat.partition_db(self.table, where.message.partition)
@@ -114,10 +119,10 @@ class BatchedTable:
         return value
 
     def set(self, key: str, value: bytes, where: Any) -> None:
-        self.pending.append(Write(where.message.partition, key, value, where))
+        self.pending.append((where.message.partition, key, value, where))
 
     def delete(self, key: str, where: Any) -> None:
-        self.pending.append(Write(where.message.partition, key, None, where))
+        self.pending.append((where.message.partition, key, None, where))
 
     def items(self, partition: int | None = None) -> Iterable[tuple[str, bytes]]:
         if partition is None:
@@ -136,7 +141,7 @@ class BatchedTable:
             self.table.data.set_persisted_offset(TP(self.topic, partition), offset)
 
 
-def store(table: Any, writes: Sequence[Write]) -> None:
+def store(table: Any, writes: Sequence[Row]) -> None:
     """Apply acknowledged writes to the table's local store, in their order: not through the table, whose
     ``__setitem__`` would send each to the changelog again. On RocksDB, as one write batch per partition database
     (``compat.partition_db``): one write-ahead-log append per partition instead of one per subject, and each
@@ -144,14 +149,14 @@ def store(table: Any, writes: Sequence[Write]) -> None:
     of the current event."""
     if compat.on_rocksdb(table):
         batches: dict[int, Any] = {}
-        for w in writes:
-            wb = batches.get(w.partition)
+        for partition, key, value, _where in writes:
+            wb = batches.get(partition)
             if wb is None:
-                wb = batches[w.partition] = compat.write_batch()
-            if w.value is None:
-                wb.delete(w.key.encode())
+                wb = batches[partition] = compat.write_batch()
+            if value is None:
+                wb.delete(key.encode())
             else:
-                wb.put(w.key.encode(), w.value)
+                wb.put(key.encode(), value)
         for partition, wb in batches.items():
             db = compat.partition_db(table, partition)
             if db is None:
@@ -159,10 +164,10 @@ def store(table: Any, writes: Sequence[Write]) -> None:
             db.write(wb)
         return
     data = table.data
-    for w in writes:
-        compat.use_event(w.where)
-        if w.value is None:
-            if w.key in data:
-                del data[w.key]
+    for _partition, key, value, where in writes:
+        compat.use_event(where)
+        if value is None:
+            if key in data:
+                del data[key]
         else:
-            data[w.key] = w.value
+            data[key] = value
