@@ -70,6 +70,24 @@ class BindingFailureEvent(_Contract):
         )
 
 
+class BindingFailureFacts(_Contract):
+    """What counting a failure reads of a ``BindingFailureEvent``: the same JSON, validated for these fields
+    only, the others ignored (``stream``'s caller stage). Every event on the topic was validated whole by the
+    gateway that wrote it; validating all fourteen fields again cost the worker 5.6 us per event, these six
+    3.1 (``bench/README.md``, issue 13). The types are the event's, field for field (a unit test holds them
+    together), so a record this accepts gives the values the full model would, and a record missing or
+    mistyping one of them is refused naming it. ``schemaVersion`` is read so that a future version is
+    refused, not miscounted."""
+
+    schemaVersion: Literal[1] = SCHEMA_VERSION
+    requestId: str
+    code: int
+    action: str | None
+    caller: str
+    did: str
+    occurredAt: AwareDatetime
+
+
 def format_offset(zone: timezone) -> str:
     off = zone.utcoffset(None)
     sign = "-" if off < timedelta(0) else "+"

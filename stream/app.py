@@ -32,8 +32,9 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
-from schemas import Alert, BindingFailureEvent, Overview, decode, encode
+from schemas import Alert, Overview, decode, encode
 from schemas.codec import headers as record_headers
+from schemas.events import BindingFailureFacts
 from schemas.numbers import mask_number, normalise_number
 from schemas.topics import OVERVIEW_KEY
 from stream import compat, logs, native, outage, rules
@@ -212,9 +213,9 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     )
     cores = ((caller_core, caller_ticks, callers), (did_core, did_ticks, dids))
 
-    def decode_or_skip(name: str, raw: bytes) -> BindingFailureEvent | None:
+    def decode_or_skip(name: str, raw: bytes) -> BindingFailureFacts | None:
         try:
-            return decode(BindingFailureEvent, raw)
+            return decode(BindingFailureFacts, raw)
         except ValidationError as exc:
             metrics.seen(name, "invalid")
             log.error("skipping an undecodable record on %s: %s", name, exc.errors(include_input=False)[:3])
@@ -233,7 +234,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     def did_items(events: Sequence[Any]) -> list[Item]:
         return core_items.did_items(events, s.did_ticks_topic, undecodable_bundle)
 
-    def caller_decode(raw: bytes) -> BindingFailureEvent | None:
+    def caller_decode(raw: bytes) -> BindingFailureFacts | None:
         return decode_or_skip("caller", raw)
 
     caller_input = app.topic(s.events_topic, s.caller_ticks_topic, key_type=str, value_type=bytes)

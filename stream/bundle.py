@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from schemas import BindingFailureEvent
 from schemas import decode as decode_event
+from schemas.events import BindingFailureFacts
 
 VERSION = 1
 MAX_ENTRIES = 500
@@ -74,7 +75,7 @@ def partition_for(did: str, partitions: int) -> int:
     return (murmur2(did.encode()) & 0x7FFFFFFF) % partitions
 
 
-def entry_of(event: BindingFailureEvent) -> Entry:
+def entry_of(event: BindingFailureEvent | BindingFailureFacts) -> Entry:
     return Entry(event.did, event.caller, int(event.occurredAt.timestamp() * 1000), event.requestId)
 
 

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from schemas import Alert, BindingFailureEvent
+from schemas import Alert
+from schemas.events import BindingFailureFacts
 from schemas.numbers import mask_number
 from stream import bundle, outage, rules
 from stream import state as state_format
@@ -117,7 +118,7 @@ def key_text(key: Any) -> str:
 def caller_items(
     records: Sequence[Any],
     ticks_topic: str,
-    decode: Callable[[bytes], BindingFailureEvent | None],
+    decode: Callable[[bytes], BindingFailureFacts | None],
     ignored: Callable[[], None],
 ) -> list[Item]:
     """The caller stage's items of a batch of records (``stream.intake.Record``s or Faust events): a tick per
