@@ -221,6 +221,9 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
             log.error("skipping an undecodable record on %s: %s", name, exc.errors(include_input=False)[:3])
             return None
 
+    def caller_decode(raw: bytes) -> BindingFailureFacts | None:
+        return decode_or_skip("caller", raw)
+
     def ignored() -> None:
         metrics.seen("caller", "ignored")
 
@@ -233,9 +236,6 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
 
     def did_items(events: Sequence[Any]) -> list[Item]:
         return core_items.did_items(events, s.did_ticks_topic, undecodable_bundle)
-
-    def caller_decode(raw: bytes) -> BindingFailureFacts | None:
-        return decode_or_skip("caller", raw)
 
     caller_input = app.topic(s.events_topic, s.caller_ticks_topic, key_type=str, value_type=bytes)
     did_input = app.topic(s.by_did_topic, s.did_ticks_topic, key_type=str, value_type=bytes)
