@@ -117,6 +117,7 @@ def _wait_drained(ws: list[procs.Service], n: int, timeout: float) -> dict[str, 
     return {
         "complete": done,
         "seconds": round(secs, 1),
+        "polled_seconds": round(end - t0, 2),  # from the first poll: what a meter read around this call covers
         "events_per_s": round(min(counts["caller"], counts["did"], n) / secs) if secs > 0 else 0,
         "caller_stage_seconds": round(t_caller - start, 1) if t_caller else None,
         "counts": counts,
@@ -145,8 +146,15 @@ def _drain(
     ws = _workers(ctx, s, count, f"worker-{count}w{label}", extra)
     with procs.running(*ws, timeout=180):
         meter = ctx.meter(workers=[p for w in ws for p in w.pids()])
+        main0 = [services.cpu_seconds(w.pid, w.pid) for w in ws]
         res = _wait_drained(ws, n, _drain_timeout(n))
         res["cpu_cores"] = cpu = meter.read()
+        # The share of the drain each worker's main thread (the event loop both stages compute on) was on a
+        # core: near 1, the one thread is the bound; well below, something it waits for is.
+        res["main_thread_busy"] = [
+            round((services.cpu_seconds(w.pid, w.pid) - c0) / max(res["polled_seconds"], 0.1), 2)
+            for w, c0 in zip(ws, main0, strict=True)
+        ]
         res["worker_us_per_event"] = per_unit_us(cpu["workers"], res["events_per_s"])
         res["broker_us_per_event"] = per_unit_us(cpu.get("broker", 0.0), res["events_per_s"])
         res["rss_mib"] = [round(services.rss_mib(w.pid), 1) for w in ws]
@@ -247,6 +255,8 @@ def stream_peer_rounds(ctx: Ctx) -> dict[str, Any]:
                 "events_per_s": ours["events_per_s"],
                 "worker_us_per_event": ours["worker_us_per_event"],
                 "complete": ours["complete"],
+                "main_thread_busy": ours["main_thread_busy"][0],
+                "series": ours["series"],
                 "log_trouble": ours.get("log_trouble"),
                 "ratio": round(ours["events_per_s"] / max(quix["events_per_s"], 1), 3),
             }
