@@ -139,7 +139,8 @@ def caller_items(
             ignored()
             continue
         e = bundle.entry_of(event)
-        items.append(Item(event.caller, ev, Failure(e.ts, e.rid, e.did), e, msg.partition, msg.offset, event.action))
+        f = rules.failure(e.ts, e.rid, e.did)
+        items.append(Item(event.caller, ev, f, e, msg.partition, msg.offset, event.action))
     return items
 
 
@@ -160,7 +161,7 @@ def did_items(records: Sequence[Any], ticks_topic: str, invalid: Callable[[Value
             continue
         partition, offset = msg.partition, msg.offset
         for e in entries:
-            items.append(Item(e.did, ev, Failure(e.ts, e.rid, e.caller), None, partition, offset))
+            items.append(Item(e.did, ev, rules.failure(e.ts, e.rid, e.caller), None, partition, offset))
     return items
 
 

@@ -104,6 +104,18 @@ class Failure(NamedTuple):
     other: str
 
 
+TUPLE_NEW: Any = tuple.__new__
+"""``tuple.__new__``: builds a named tuple from a tuple of its fields in C. Calling the class itself runs the
+``__new__`` that ``namedtuple`` generates, a Python function (``<lambda>`` in a drain's GIL profile: 1.6%, a frame
+for each of the four named tuples built per event)."""
+
+
+def failure(ts: int, rid: str, other: str) -> Failure:
+    """``Failure(ts, rid, other)``, built in C (``TUPLE_NEW``): equal, of the same type."""
+    f: Failure = TUPLE_NEW(Failure, (ts, rid, other))
+    return f
+
+
 @dataclass
 class AlertState:
     rule: Rule

@@ -34,7 +34,7 @@ import orjson
 
 from schemas.alerts import Rule, Severity
 from stream import StreamError
-from stream.rules import AlertState, Failure, Kind, SubjectState
+from stream.rules import TUPLE_NEW, AlertState, Failure, Kind, SubjectState
 
 VERSION = 1
 """The version this release writes."""
@@ -156,7 +156,7 @@ def _load_v1(doc: dict[str, Any]) -> SubjectState:
     ts, rids, others = e["t"], e["r"], e["o"]
     if not len(ts) == len(rids) == len(others):
         raise ValueError("event columns of different lengths")
-    state.events = list(map(Failure, ts, rids, others))
+    state.events = [TUPLE_NEW(Failure, f) for f in zip(ts, rids, others, strict=True)]  # built in C (rules)
     state.alerts = {
         key: AlertState(
             Rule(a["r"]),

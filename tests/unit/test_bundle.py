@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiokafka.partitioner import DefaultPartitioner, murmur2
@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas import encode
-from stream import bundle
+from stream import bundle, rules
 from stream.bundle import Entry
 from tests.support.events import event
 
@@ -28,7 +28,23 @@ def test_partition_is_the_one_kafkas_default_partitioner_picks(did: str, n: int)
 
 @given(entries)
 def test_round_trip(items: list[Entry]) -> None:
-    assert bundle.decode(bundle.encode(items)) == items
+    got = bundle.decode(bundle.encode(items))
+    assert got == items
+    # built in C (rules.TUPLE_NEW), yet real named tuples: a plain tuple would compare equal above too
+    assert all(type(e) is Entry for e in got)
+    assert [(e.did, e.caller, e.ts, e.rid) for e in got] == [tuple(e) for e in items]
+
+
+@given(numbers, numbers, st.integers(0, 2**53), st.text(min_size=1, max_size=64))
+def test_an_events_entry_and_failures_are_the_named_tuples_their_constructors_build(
+    did: str, caller: str, ts: int, rid: str
+) -> None:
+    e = bundle.entry_of(event(rid, caller, did, datetime.fromtimestamp(ts // 1000, tz=UTC)))
+    assert type(e) is Entry and e == Entry(did, caller, (ts // 1000) * 1000, rid) and e.did == did
+    f = rules.failure(ts, rid, caller)
+    assert type(f) is rules.Failure and f == rules.Failure(ts, rid, caller)
+    assert (f.ts, f.rid, f.other) == (ts, rid, caller)
+    assert f < rules.Failure(ts + 1, rid, caller)  # ordered as the tuple (ts, rid, other)
 
 
 def test_chunks_cover_every_entry_in_order_and_bound_the_size() -> None:

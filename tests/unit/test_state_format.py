@@ -41,6 +41,7 @@ def test_golden_value_loads_to_exactly_its_state(version: int, name: str) -> Non
     loaded = SubjectState.load(data)
     assert loaded == expected
     assert describe(loaded) == describe(expected)  # field by field, with a readable diff on failure
+    assert all(type(f) is rules.Failure for f in loaded.events)  # named tuples, though built in C (TUPLE_NEW)
     assert rules.peek(data) == (expected.is_firing(), expected.last_activity_wall)
 
 
