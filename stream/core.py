@@ -132,7 +132,8 @@ def caller_items(
         if msg.topic == ticks_topic:
             items.append(Item(key_text(ev.key), ev))
             continue
-        event = decode(ev.value)
+        raw = msg.value  # the message's, not ``Record.value``: that property is a Python frame per record
+        event = decode(raw if raw is not None else b"")
         if event is None:
             continue
         if event.code == 0:
@@ -154,8 +155,9 @@ def did_items(records: Sequence[Any], ticks_topic: str, invalid: Callable[[Value
         if msg.topic == ticks_topic:
             items.append(Item(key_text(ev.key), ev))
             continue
+        raw = msg.value
         try:
-            entries = bundle.decode(ev.value)
+            entries = bundle.decode(raw if raw is not None else b"")
         except ValueError as exc:
             invalid(exc)
             continue

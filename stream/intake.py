@@ -12,7 +12,8 @@ What Faust's stream did that matters is kept, rule for rule (``faust.streams.Str
 
 * **acknowledgement**: a record is tracked as unacknowledged (``Consumer.unacked``) when it is taken into a
   batch, and acknowledged (``Consumer.ack``, which is what lets the offset be committed) only once the stage
-  asks for the next batch, that is after ``StageCore.process`` returned. A batch whose processing raised is
+  asks for the next batch, that is after ``StageCore.process`` returned (the whole batch in one pass,
+  ``compat.ack_all``). A batch whose processing raised is
   never acknowledged (the worker exits, ``stream.app.run_batch``), so it is replayed from the last commit.
 * **rebalances**: Faust suspends its flow control, clears the queues it manages (this list is one of them:
   ``FlowControlEvent.manage_queue``), then waits until nothing is unacknowledged (``Consumer.wait_empty``): the
@@ -201,5 +202,4 @@ class Intake:
             if not batch:
                 continue
             yield batch
-            for record in batch:
-                consumer.ack(record.message)
+            compat.ack_all(consumer, [record.message for record in batch])

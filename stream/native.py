@@ -2,7 +2,8 @@
 whether a process runs them or their Python source.
 
 mypyc compiles these modules, unchanged, from the same type annotations that strict mypy already checks. The
-modules are the ones each event passes through (rules, state encoding, the stage core, outage counting, bundles);
+modules are the ones each event passes through (rules, state encoding, the stage core, outage counting, bundles,
+the tables' changelog writes);
 compiled, they cost about 1.35x less CPU (``bench/README.md``). The Python source stays the reference: every unit
 test runs against both (``scripts/test.sh``), and a machine without a C compiler runs the source.
 
@@ -38,7 +39,7 @@ from pathlib import Path
 from types import ModuleType
 
 PACKAGE = Path(__file__).resolve().parent
-MODULES = ("bundle", "core", "counting", "outage", "rules", "state")
+MODULES = ("bundle", "changelog", "core", "counting", "outage", "rules", "state")
 """The compiled modules of ``stream`` (one mypyc group: they call each other without Python's call protocol)."""
 GROUP = "native"
 """mypyc's group name: its shared library is ``stream/native__mypyc.*.so``."""

@@ -817,3 +817,58 @@ def test_the_worker_consumer_gets_the_apps_long_poll(monkeypatch: pytest.MonkeyP
     assert compat._create_worker_consumer_with_fetch_wait(thread, None)._fetch_max_wait_ms == 1500
     compat.use_fetch_max_wait(thread.app, 100)
     assert compat._create_worker_consumer_with_fetch_wait(thread, None)._fetch_max_wait_ms == 100
+
+
+def test_ack_all_leaves_fausts_consumer_as_acking_each_message_in_turn_does(app: faust.App) -> None:
+    """``compat.ack_all`` against Faust's own ``Consumer.ack``, on two real consumers of one app, over a batch with
+    every case ``Consumer.ack`` tells apart: two partitions, a message acknowledged before, an offset repeated by
+    a second message, one below the committed offset, one of a topic without acknowledgements."""
+    app.topics.acking_topics.add("events")  # what the conductor's subscription adds for a topic with acks on
+    assert app.topics.acks_enabled_for("events") and not app.topics.acks_enabled_for("quiet")
+
+    def batch() -> list[Any]:
+        made = [
+            ConsumerMessage(t, p, o, 1.0, 0, [], b"k", b"v", None, 1, 1, TP(t, p), generation_id=0)
+            for t, p, o in [("events", 0, 5), ("events", 1, 9), ("events", 0, 6), ("events", 0, 3), ("quiet", 0, 1)]
+        ]
+        made.append(ConsumerMessage("events", 1, 9, 1.0, 0, [], b"k", b"v", None, 1, 1, TP("events", 1)))
+        made[2].acked = True  # acknowledged before
+        return made
+
+    def state(consumer: Any, msgs: list[Any]) -> tuple[Any, ...]:
+        return (
+            {tp: list(v) for tp, v in consumer._acked.items() if v},
+            {tp: set(v) for tp, v in consumer._acked_index.items() if v},
+            consumer._n_acked,
+            sorted((m.topic, m.partition, m.offset) for m in consumer._unacked_messages),
+            [m.acked for m in msgs],
+        )
+
+    results = []
+    for bulk in (False, True):
+
+        async def nothing(*args: Any) -> None:
+            return None
+
+        consumer: Any = app.transport.create_consumer(
+            callback=nothing, on_partitions_revoked=nothing, on_partitions_assigned=nothing
+        )
+        consumer._committed_offset[TP("events", 0)] = 4  # offset 3 of partition 0 is below it
+        msgs = batch()
+        for m in msgs:
+            consumer._unacked_messages.add(m)
+        waiter = consumer._waiting_for_ack = asyncio.get_event_loop_policy().new_event_loop().create_future()
+        if bulk:
+            compat.ack_all(consumer, msgs)
+        else:
+            for m in msgs:
+                consumer.ack(m)
+        results.append((state(consumer, msgs), waiter.done()))
+        waiter.get_loop().close()
+    assert results[0] == results[1]
+    (acked, index, n, unacked, flags), woken = results[1]
+    assert index == {TP("events", 0): {5}, TP("events", 1): {9}}
+    assert acked == {TP("events", 0): [5], TP("events", 1): [9]} and n == 2 and woken
+    # left unacknowledged, as Faust leaves them: below the committed offset, acknowledged before, the repeated
+    # offset's second message, and the topic without acks
+    assert unacked == [("events", 0, 3), ("events", 0, 6), ("events", 1, 9), ("quiet", 0, 1)] and all(flags)
