@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Sized
 from typing import Any
 
 from faust.types import TP
@@ -101,6 +101,8 @@ class Intake:
         self._arrived: asyncio.Event | None = None
         self._full: asyncio.Event | None = None
         self._paused: set[Any] = set()
+        self._buffer: tuple[Any, Sized | None] | None = None
+        """The producer's buffer and what its size counts (``compat.buffer_queue``), found at the first record."""
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -125,8 +127,11 @@ class Intake:
         app = self.app
         if not app.flow_control.is_active():
             await app.flow_control.acquire()
-        buffer = app.producer.buffer
-        if buffer.size > buffer.max_messages:
+        if self._buffer is None:
+            buffer = app.producer.buffer
+            self._buffer = (buffer, compat.buffer_queue(buffer))
+        buffer, queue = self._buffer
+        if (len(queue) if queue is not None else buffer.size) > buffer.max_messages:
             await buffer.wait_until_ebb()
         arrived, full = self._events()
         pending = self._pending

@@ -872,3 +872,28 @@ def test_ack_all_leaves_fausts_consumer_as_acking_each_message_in_turn_does(app:
     # left unacknowledged, as Faust leaves them: below the committed offset, acknowledged before, the repeated
     # offset's second message, and the topic without acks
     assert unacked == [("events", 0, 3), ("events", 0, 6), ("events", 1, 9), ("quiet", 0, 1)] and all(flags)
+
+
+def test_buffer_queue_counts_what_the_producer_buffers_size_counts(app: faust.App) -> None:
+    """The intake reads ``len(compat.buffer_queue(buffer))`` per record instead of ``ProducerBuffer.size``: on
+    Faust's own buffer they agree as it fills and drains; a threaded producer's buffer, or a double, gets None
+    (the intake then asks ``size``)."""
+
+    async def run() -> list[tuple[int, int]]:
+        buf = ProducerBuffer()
+        buf.app = app
+        queue = compat.buffer_queue(buf)
+        assert queue is not None
+        seen = [(len(queue), buf.size)]
+        for _ in range(3):
+            buf.put(types.SimpleNamespace())  # type: ignore[arg-type]  # never sent: the sender is not started
+            seen.append((len(queue), buf.size))
+        await buf.pending.get()
+        seen.append((len(queue), buf.size))
+        return seen
+
+    assert asyncio.run(run()) == [(0, 0), (1, 1), (2, 2), (3, 3), (2, 2)]
+    assert compat.buffer_queue(types.SimpleNamespace(size=0, max_messages=1)) is None
+    threaded = ProducerBuffer()
+    threaded.app = types.SimpleNamespace(conf=types.SimpleNamespace(producer_threaded=True))  # type: ignore[assignment]
+    assert compat.buffer_queue(threaded) is None

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 from mode.utils.queues import FlowControlEvent
 
@@ -274,6 +275,34 @@ def test_arrival_waits_for_the_flow_and_the_producer_buffer_like_fausts_handler(
 
     assert asyncio.run(run()) == (True, 2, [])
     assert ebbs == [1]
+
+
+def test_arrival_waits_for_fausts_own_producer_buffer_over_its_limit() -> None:
+    """The same with Faust's ``ProducerBuffer``, whose size the intake counts without its ``size`` property
+    (``compat.buffer_queue``): a record arriving while it holds more than ``max_messages`` waits for it to ebb."""
+    app = FakeApp()
+    ebbs: list[int] = []
+    buffer = ProducerBuffer()
+    buffer.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))  # type: ignore[assignment]
+    buffer.max_messages = 2
+
+    async def ebb() -> None:
+        ebbs.append(buffer.size)
+        while buffer.size > buffer.max_messages:
+            buffer.pending.get_nowait()
+
+    buffer.wait_until_ebb = ebb  # type: ignore[method-assign]
+    app.producer = SimpleNamespace(buffer=buffer)
+    intake = Intake(app, ["events"], 10, 0.01)
+
+    async def run() -> None:
+        for i in range(5):
+            if i >= 2:
+                buffer.pending.put_nowait(object())
+            await intake.on_message(Msg(i))
+
+    asyncio.run(run())
+    assert ebbs == [3] and len(intake) == 5  # at 1 and 2 waiting it went on; at 3 the arrival waited
 
 
 def test_back_pressure_pauses_each_partition_once_and_resumes_them_below_half_the_limit() -> None:
