@@ -41,6 +41,17 @@ def stage_counts(workers: list[procs.Service]) -> dict[str, float]:
     return out
 
 
+def gc_seconds(w: procs.Service) -> dict[str, float]:
+    """Seconds the worker spent in Python's cycle collector so far, by the oldest generation collected."""
+    status, body = procs.http_get(w.url("/metrics"), timeout=5)
+    out: dict[str, float] = {}
+    for line in body.decode().splitlines() if status == 200 else []:
+        if line.startswith("bindwatch_stream_gc_seconds_total{"):
+            labels, _, value = line.partition("} ")
+            out[dict(_LABELS.findall(labels)).get("generation", "")] = float(value)
+    return out
+
+
 def histogram_totals(w: procs.Service, name: str) -> dict[str, tuple[float, float]]:
     """(sum, count) by stage of the worker's histogram ``name``, from its /metrics."""
     status, body = procs.http_get(w.url("/metrics"), timeout=5)
@@ -147,7 +158,13 @@ def _drain(
     with procs.running(*ws, timeout=180):
         meter = ctx.meter(workers=[p for w in ws for p in w.pids()])
         main0 = [services.cpu_seconds(w.pid, w.pid) for w in ws]
+        gc0 = [gc_seconds(w) for w in ws]
         res = _wait_drained(ws, n, _drain_timeout(n))
+        # the share of the drain each worker spent in the cycle collector, by the oldest generation collected
+        res["gc_share"] = [
+            {g: round((t - before.get(g, 0.0)) / max(res["polled_seconds"], 0.1), 3) for g, t in gc_seconds(w).items()}
+            for w, before in zip(ws, gc0, strict=True)
+        ]
         res["cpu_cores"] = cpu = meter.read()
         # The share of the drain each worker's main thread (the event loop both stages compute on) was on a
         # core: near 1, the one thread is the bound; well below, something it waits for is.
@@ -256,6 +273,7 @@ def stream_peer_rounds(ctx: Ctx) -> dict[str, Any]:
                 "worker_us_per_event": ours["worker_us_per_event"],
                 "complete": ours["complete"],
                 "main_thread_busy": ours["main_thread_busy"][0],
+                "gc_share": ours["gc_share"][0],
                 "series": ours["series"],
                 "log_trouble": ours.get("log_trouble"),
                 "ratio": round(ours["events_per_s"] / max(quix["events_per_s"], 1), 3),
@@ -355,6 +373,8 @@ def stream_settings_ab(ctx: Ctx) -> dict[str, Any]:
                 "b": (b["events_per_s"], b["worker_us_per_event"], b["mean_batch_items"][0]),
                 "complete": a["complete"] and b["complete"],
                 "log_trouble": {"a": a.get("log_trouble"), "b": b.get("log_trouble")},
+                "gc_share": {"a": a["gc_share"][0], "b": b["gc_share"][0]},
+                "main_thread_busy": {"a": a["main_thread_busy"][0], "b": b["main_thread_busy"][0]},
                 "ratio": round(b["events_per_s"] / max(a["events_per_s"], 1), 3),
                 "cpu_ratio": round(b["worker_us_per_event"] / max(a["worker_us_per_event"], 0.1), 3),
             }

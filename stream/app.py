@@ -309,6 +309,7 @@ def create_app(settings: StreamSettings | None = None) -> faust.App:
     async def at_start() -> None:
         """Once, at start (logging is configured by then): the cycle collector's threshold, compiled or source and
         why (``stream.native``), and the long-poll the consumer really uses (``stream.compat``)."""
+        metrics.time_gc()
         if s.gc_threshold:
             gc.collect()
             gc.freeze()  # what start-up loaded lives as long as the process: never scan it again

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -68,7 +70,28 @@ class StreamMetrics:
             "(no compiler at install, or BINDWATCH_NATIVE=off): the source costs about 1.2x the CPU per event.",
             registry=self.registry,
         )
+        self.gc_seconds = Counter(
+            "bindwatch_stream_gc_seconds",
+            "Time in Python's cycle collector, by the oldest generation collected (0, 1, 2): its share of a second is "
+            "the share of the worker's main thread it takes (BINDWATCH_GC_THRESHOLD).",
+            ["generation"],
+            registry=self.registry,
+        )
         self._seen: dict[tuple[str, str], Any] = {}
+        self._gc_started = 0.0
+
+    def time_gc(self) -> None:
+        """Time every collection of the cycle collector from now on (``gc.callbacks``: a call at each start and
+        stop, none per object), into ``gc_seconds``."""
+        children = [self.gc_seconds.labels(str(g)) for g in range(3)]
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                self._gc_started = time.perf_counter()
+            else:
+                children[info["generation"]].inc(time.perf_counter() - self._gc_started)
+
+        gc.callbacks.append(on_gc)
 
     def seen(self, stage: str, result: str, n: int = 1) -> None:
         """Count ``n`` events of ``stage`` with ``result`` (the labelled child is cached; the stage core counts a
