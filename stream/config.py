@@ -74,12 +74,15 @@ class StreamSettings(BaseSettings):
     aiokafka keeps one fetch in flight per broker, so records arriving on a partition that fetch does not
     cover wait for it to end: at 1,500 the DID stage got the caller stage's forwards up to 1.5 s late under load
     (``stream.compat``). An idle worker sends one empty fetch per interval."""
-    gc_threshold: int = Field(default=50000, ge=0, le=1_000_000)
+    gc_threshold: int = Field(default=200_000, ge=0, le=1_000_000)
     """Allocations between two young-generation collections of Python's cycle collector (its default is 700; 0
     keeps Python's settings). Set at start, after everything loaded at start is frozen out of collection
     (``gc.freeze``): the worker allocates tens of objects per event, almost none in cycles (reference counting
     frees them), so at 700 it spends a large share of its CPU collecting for nothing: 50,000 cost 0.73x the CPU
-    per event (``bench/README.md``)."""
+    per event, and still left 8.5-9.6% of a drain in the collector (``bindwatch_stream_gc_seconds``: records
+    waiting in the intake and a batch's items are alive at most collections); 200,000 left 0.8-2.1% and cost
+    0.93x the CPU per event of 50,000 (``bench/README.md``). A young collection then walks up to 200,000 objects:
+    a few milliseconds."""
     native: Literal["auto", "off", "require"] = "auto"
     """Run the compiled stream core (``stream.native``): ``auto`` when it is built from the current sources, else
     the Python source; ``off`` the source; ``require`` compiled or fail. Read when ``stream`` is imported, before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -80,9 +81,9 @@ class StreamMetrics:
         self._seen: dict[tuple[str, str], Any] = {}
         self._gc_started = 0.0
 
-    def time_gc(self) -> None:
+    def time_gc(self) -> Callable[[str, dict[str, int]], None]:
         """Time every collection of the cycle collector from now on (``gc.callbacks``: a call at each start and
-        stop, none per object), into ``gc_seconds``."""
+        stop, none per object), into ``gc_seconds``; returns the callback (``gc.callbacks.remove`` stops it)."""
         children = [self.gc_seconds.labels(str(g)) for g in range(3)]
 
         def on_gc(phase: str, info: dict[str, int]) -> None:
@@ -92,6 +93,7 @@ class StreamMetrics:
                 children[info["generation"]].inc(time.perf_counter() - self._gc_started)
 
         gc.callbacks.append(on_gc)
+        return on_gc
 
     def seen(self, stage: str, result: str, n: int = 1) -> None:
         """Count ``n`` events of ``stage`` with ``result`` (the labelled child is cached; the stage core counts a
