@@ -461,8 +461,8 @@ def ack_all(consumer: Any, messages: Iterable[Any]) -> None:
     """``consumer.ack(message)`` for each message, in order: on Faust's ``Consumer``, its bookkeeping for the whole
     batch in one critical section (``ack_lock``) and one wake-up of whoever waits for acknowledgements, rather
     than a lock, a conductor lookup and a wake-up per record (``Consumer.ack`` of faust-streaming 0.15.3, rule
-    for rule: a message already acknowledged is skipped; one of a topic without acks, or at or below the
-    committed offset, or acknowledged before, is only marked; any other leaves the unacknowledged set and joins
+    for rule: a message already acknowledged is skipped; one of a topic without acks, or below the committed
+    offset, or whose offset was acknowledged before, is only marked; any other leaves the unacknowledged set and joins
     its partition's acknowledged offsets, which is what lets the commit move past it). No await in between: no
     commit, rebalance or other acknowledgement can interleave, as none could between the per-record calls.
     Any other consumer (the tests' doubles) is called per message."""
