@@ -74,15 +74,17 @@ class StreamSettings(BaseSettings):
     aiokafka keeps one fetch in flight per broker, so records arriving on a partition that fetch does not
     cover wait for it to end: at 1,500 the DID stage got the caller stage's forwards up to 1.5 s late under load
     (``stream.compat``). An idle worker sends one empty fetch per interval."""
-    gc_threshold: int = Field(default=200_000, ge=0, le=1_000_000)
-    """Allocations between two young-generation collections of Python's cycle collector (its default is 700; 0
-    keeps Python's settings). Set at start, after everything loaded at start is frozen out of collection
-    (``gc.freeze``): the worker allocates tens of objects per event, almost none in cycles (reference counting
-    frees them), so at 700 it spends a large share of its CPU collecting for nothing: 50,000 cost 0.73x the CPU
-    per event, and still left 8.5-9.6% of a drain in the collector (``bindwatch_stream_gc_seconds``: records
-    waiting in the intake and a batch's items are alive at most collections); 200,000 left 0.8-2.1% and cost
-    0.93x the CPU per event of 50,000 (``bench/README.md``). A young collection then walks up to 200,000 objects:
-    a few milliseconds."""
+    gc_threshold: int = Field(default=1_000_000, ge=0, le=10_000_000)
+    """Net allocations of tracked objects (allocations minus deallocations) between two young-generation
+    collections of Python's cycle collector (its default is 700; 0 keeps Python's settings). Set at start, after
+    everything loaded at start is frozen out of collection (``gc.freeze``): the worker allocates tens of objects
+    per event, almost none in cycles (reference counting frees them), so what a young collection finds is what
+    the worker keeps on purpose (the decoded subjects of ``hot_subjects``, records waiting in the intake, a batch's
+    items), walked for nothing. Measured A/B on one backlog (``bench/README.md``): 50,000 cost 0.73x the CPU per
+    event of 700; 200,000 0.93x of 50,000 (the collector 8.5-9.6% of a 200,000-event drain down to 0.8-2.1% on
+    one machine, 3.4-4.1% on another); 1,000,000 0.955x of 200,000, 1.05x events/s in three rounds of four, the
+    collector under 0.05%. A young collection then walks up to that many objects (tens of milliseconds, rare);
+    garbage in cycles waits for it: bounded by the same count."""
     native: Literal["auto", "off", "require"] = "auto"
     """Run the compiled stream core (``stream.native``): ``auto`` when it is built from the current sources, else
     the Python source; ``off`` the source; ``require`` compiled or fail. Read when ``stream`` is imported, before

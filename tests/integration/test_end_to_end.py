@@ -90,7 +90,7 @@ def test_three_failures_of_one_caller_make_one_alert(bootstrap: str, logdir: Pat
     gw_log = gw.log_text()
     assert TOKEN not in gw_log and TOKEN not in wk.log_text()
     assert ("stream core: compiled" if compiled else "stream core: Python source") in wk.log_text()
-    assert "threshold (200000, 10, 10)" in wk.log_text()  # BINDWATCH_GC_THRESHOLD's default, set at start
+    assert "threshold (1000000, 10, 10)" in wk.log_text()  # BINDWATCH_GC_THRESHOLD's default, set at start
     assert "consumer fetch long-poll: 100 ms" in wk.log_text()  # BINDWATCH_FETCH_MAX_WAIT_MS's, not Faust's 1,500
     assert "852121199" not in gw_log and "85299999999" not in gw_log, "numbers must be masked in logs"
     assert '"requestId":"1640920940635361280"' in gw_log.replace(" ", "")
