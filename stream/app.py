@@ -77,6 +77,7 @@ class KafkaAlerts:
             for a in alerts
         ]
         if sent:
+            compat.send_now(compat.kafka_producer(self.app), self.topic)  # no linger: the stage waits for them
             await asyncio.gather(*sent)
 
 

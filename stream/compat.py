@@ -373,6 +373,27 @@ def kafka_producer(app: Any) -> Any:
     return producer
 
 
+def send_now(producer: Any, topic: str) -> None:
+    """Make the records of ``topic`` waiting in ``producer`` (an ``aiokafka.AIOKafkaProducer``) leave now
+    instead of after the linger: close its open batches and wake the sender, aiokafka's own way of ending a
+    linger (``MessageAccumulator.flush_for_commit`` does both, for every topic, before a transaction commits).
+
+    Why: a stage awaits the broker's acknowledgement of its alerts before it writes its tables (``stream.core``),
+    so with ``producer_linger`` each batch with an alert waited the linger (10 ms) on top of the round trip, and
+    the stage with it. A closed batch takes no more records: the next record of its partition waits until the
+    sender has taken the batch (which it does at its next pass, woken here), as after a full batch. Private attributes of aiokafka 0.14 (``_message_accumulator``, its ``_batches``
+    and ``_waiter_future``, a batch's ``_builder``); ``tests/unit/test_compat.py`` holds them against
+    the real producer's accumulator."""
+    acc = producer._message_accumulator
+    for tp, batches in acc._batches.items():
+        if tp.topic == topic:
+            for batch in batches:
+                batch._builder.close()
+    waiter = acc._waiter_future
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 def use_bulk_restore(app: Any, restore: BulkRestore | None) -> None:
     """Make ``app``'s table recovery start with ``restore`` (``stream.restore``); None: Faust's own only."""
     setattr(app, _RESTORE_ATTR, restore)

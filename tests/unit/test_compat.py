@@ -897,3 +897,37 @@ def test_buffer_queue_counts_what_the_producer_buffers_size_counts(app: faust.Ap
     threaded = ProducerBuffer()
     threaded.app = types.SimpleNamespace(conf=types.SimpleNamespace(producer_threaded=True))  # type: ignore[assignment]
     assert compat.buffer_queue(threaded) is None
+
+
+def test_send_now_ends_the_linger_of_one_topics_batches_in_aiokafkas_own_accumulator() -> None:
+    """``compat.send_now`` on a real ``AIOKafkaProducer`` (never started: nothing is sent): the open batches of
+    the topic stop lingering and take no more records, aiokafka's sender is woken, another topic's batch keeps
+    its linger, and another partition's first record opens a batch that lingers as before."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.structs import TopicPartition
+
+    async def run() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", linger_ms=60_000)
+        acc = producer._message_accumulator
+        alerts, other = TopicPartition("alerts", 0), TopicPartition("forwards", 0)
+        for tp in (alerts, alerts, other):
+            await acc.add_message(tp, b"k", b"v", timeout=1)
+        assert [len(acc._batches[tp]) for tp in (alerts, other)] == [1, 1]
+        assert acc._batches[alerts][0].remaining_linger() and acc._batches[other][0].remaining_linger()
+        # what the sender's pass over lingering batches leaves (``drain_by_nodes``): a new future, which it awaits
+        # until the next record or the end of the linger
+        acc._waiter_future = asyncio.get_running_loop().create_future()
+        compat.send_now(producer, "alerts")
+        first = acc._batches[alerts][0]
+        assert first.remaining_linger() is None and first._builder.closed()  # leaves at the sender's next turn
+        assert first.record_count == 2
+        assert acc._waiter_future.done()  # the sender, waiting for a linger to end, is woken
+        assert acc._batches[other][0].remaining_linger() and not acc._batches[other][0]._builder.closed()
+        # a partition of the topic without a batch then opens one that lingers as before
+        await acc.add_message(TopicPartition("alerts", 1), b"k", b"v", timeout=1)
+        assert acc._batches[TopicPartition("alerts", 1)][0].remaining_linger()
+        compat.send_now(producer, "alerts")  # the future set by that new batch is not set twice
+        assert acc._batches[TopicPartition("alerts", 1)][0].remaining_linger() is None
+        await producer.stop()
+
+    asyncio.run(run())
