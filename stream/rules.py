@@ -469,7 +469,7 @@ def _scan_firing(state: SubjectState) -> bool:
 
 def _prune(state: SubjectState, cutoff: int, max_events: int) -> None:
     ev = state.events
-    drop = bisect_left(ev, Failure(cutoff, "", ""))
+    drop = bisect_left(ev, failure(cutoff, "", ""))  # built in C (TUPLE_NEW): the class runs a Python __new__
     if len(ev) - drop > max_events:
         drop = len(ev) - max_events
         state.floor_ts = max(state.floor_ts or 0, ev[drop - 1].ts)
