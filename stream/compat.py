@@ -381,9 +381,9 @@ def send_now(producer: Any, topic: str) -> None:
     Why: a stage awaits the broker's acknowledgement of its alerts before it writes its tables (``stream.core``),
     so with ``producer_linger`` each batch with an alert waited the linger (10 ms) on top of the round trip, and
     the stage with it. A closed batch takes no more records: the next record of its partition waits until the
-    sender has taken the batch (which it does at its next pass, woken here), as after a full batch. Private attributes of aiokafka 0.14 (``_message_accumulator``, its ``_batches``
-    and ``_waiter_future``, a batch's ``_builder``); ``tests/unit/test_compat.py`` holds them against
-    the real producer's accumulator."""
+    sender has taken the batch (which it does at its next pass, woken here), as after a full batch. Private
+    attributes of aiokafka 0.14 (``_message_accumulator``, its ``_batches`` and ``_waiter_future``, a batch's
+    ``_builder``); ``tests/unit/test_compat.py`` holds them against the real producer's accumulator."""
     acc = producer._message_accumulator
     for tp, batches in acc._batches.items():
         if tp.topic == topic:
