@@ -4,9 +4,10 @@ Why (issue 13): through an agent's stream, every record cost the conductor an ``
 Faust's codec machinery), a put on the agent's queue with its pressure checks, and then the stream's iterator
 one event-loop turn, a context variable, the sensors and a processor call, before ``take_batches`` added it to a
 batch; after the batch, an ``Event.ack`` each. In the drain profile of 2026-12-06 that input path was about 18%
-of the worker's CPU, more than the rules. Here the conductor hands each record of a stage's topics to
-``Intake.on_message`` (``stream.compat.use_intake`` installs it in place of Faust's per-partition handler), which
-appends it to a list; the stage's task takes batches off that list.
+of the worker's CPU, more than the rules. Here the consumer's drain loop hands a fetch's records of a partition
+of a stage's topics to ``Intake.on_messages`` at once (``stream.compat.use_intake`` registers the intake;
+``compat``'s drain loop and, for a single record, the conductor's handler call it), which appends them to a
+list; the stage's task takes batches off that list.
 
 What Faust's stream did that matters is kept, rule for rule (``faust.streams.Stream._c_aiter``, 0.15.3):
 
@@ -27,15 +28,16 @@ What Faust's stream did that matters is kept, rule for rule (``faust.streams.Str
   them (faust-streaming #596). The intake keeps what waits on a resume: a record read twice is a duplicate,
   which the requestId dedup counts once.
 * **back-pressure**: the conductor never waits here (it would stall the other stage's partitions too). Once
-  ``limit`` records wait, each further record's partition is taken out of the fetch (``Consumer.on_buffer_full``,
-  what Faust does when an agent's queue is under pressure); the partitions are fetched again once the list has
-  drained below half of ``limit`` (``on_buffer_drop``), and the fetch in progress is woken to see them
-  (``compat.wake_fetch``: otherwise their records, already fetched, waited up to a second). What was already
-  fetched is still appended. ``limit`` defaults to 16 batches: at 4 the caller stage starved. A revocation
-  forgets the paused partitions (Faust resumes every assigned partition after the rebalance, and resuming one
-  at the revocation could put a revoked partition back among those fetched); a resume keeps them.
-* **flow control and the producer**: each record waits, as in Faust's handler, while the flow is suspended and
-  while the producer's buffer is full.
+  ``limit`` records wait, the partition of each further run is taken out of the fetch
+  (``Consumer.on_buffer_full``, what Faust does when an agent's queue is under pressure); the partitions are
+  fetched again once the list has drained below half of ``limit`` (``on_buffer_drop``), and the fetch in
+  progress is woken to see them (``compat.wake_fetch``: otherwise their records, already fetched, waited up to
+  a second). What was already fetched is still appended. ``limit`` defaults to 16 batches: at 4 the caller
+  stage starved. A revocation forgets the paused partitions (Faust resumes every assigned partition after the
+  rebalance, and resuming one at the revocation could put a revoked partition back among those fetched); a
+  resume keeps them.
+* **flow control and the producer**: each run waits, as each record did in Faust's handler, while the flow is
+  suspended and while the producer's buffer is full.
 
 Batching is ``take_batches``'s: a batch is taken when ``max_`` records wait, or when the oldest has waited
 ``within``; under a backlog the next batch fills while one is processed, and what is left after a full batch
@@ -46,7 +48,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Collection, Sized
+from collections.abc import AsyncIterator, Collection, Sequence, Sized
 from typing import Any
 
 from faust.types import TP
@@ -124,6 +126,15 @@ class Intake:
 
     async def on_message(self, message: Any) -> None:
         """The conductor's handler for a partition of this stage's topics: one call per fetched record."""
+        await self.on_messages((message,))
+
+    async def on_messages(self, messages: Sequence[Any]) -> None:
+        """Append ``messages``, fetched records of one partition in their order (``compat``'s drain loop hands
+        over a fetch's records of a partition at once): the checks ``on_message`` made per record, made once
+        for the run. Nothing awaits between the appends, so the run stays whole, as it would have with no
+        other task scheduled between its records."""
+        if not messages:
+            return
         app = self.app
         if not app.flow_control.is_active():
             await app.flow_control.acquire()
@@ -138,11 +149,12 @@ class Intake:
         if not pending:
             self._first_at = asyncio.get_running_loop().time()
             arrived.set()
-        pending.append(message)
+        pending.extend(messages)
         n = len(pending)
         if n >= self.max:
             full.set()
         if n >= self.limit:
+            message = messages[-1]
             tp = TP(message.topic, message.partition)  # Faust's type: the consumer's partition sets hold only it
             if tp not in self._paused:
                 self._paused.add(tp)

@@ -4,18 +4,21 @@ removes, renames or changes it. Run this file first when upgrading faust-streami
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import gc
 import inspect
 import time
 import types
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import faust
 import faust.streams
 import pytest
+from aiokafka.structs import ConsumerRecord as AioConsumerRecord
+from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
@@ -552,7 +555,7 @@ class Waiter(Service):
 def test_the_drain_loop_hands_each_record_to_wait_first_and_the_consumer_gets_the_eager_one() -> None:
     from faust.transport.consumer import Consumer
 
-    source = inspect.getsource(Consumer._drain_messages)
+    source = inspect.getsource(compat._ORIGINAL_DRAIN_MESSAGES)  # Faust's, which _deliver follows
     assert "await self.wait_first(" in source and "callback(message), self.suspend_flow.wait()" in source
     assert Consumer.wait_first is compat._wait_first_eagerly
     assert Service.wait_first is not compat._wait_first_eagerly  # only the consumer: other services keep mode's
@@ -750,7 +753,8 @@ def test_aiokafka_and_faust_offer_what_wake_fetch_uses() -> None:
     assert "self._consumer = self._create_consumer(loop=self.thread_loop)" in inspect.getsource(
         driver.AIOKafkaConsumerThread.on_start
     )
-    assert "getmany(timeout=1.0)" in inspect.getsource(driver.Consumer._drain_messages)
+    assert "getmany(timeout=1.0)" in inspect.getsource(compat._ORIGINAL_DRAIN_MESSAGES)
+    assert "_wait_next_records(1.0)" in inspect.getsource(compat._drain_messages_in_runs)  # the same second
     assert "active_partitions = self._get_active_partitions()" in inspect.getsource(driver.Consumer._wait_next_records)
 
 
@@ -931,3 +935,176 @@ def test_send_now_ends_the_linger_of_one_topics_batches_in_aiokafkas_own_accumul
         await producer.stop()
 
     asyncio.run(run())
+
+
+# --- Consumer._drain_messages: an intake's records in runs ------------------------------------------------------
+
+
+def test_fausts_drain_loop_and_getmany_are_the_ones_the_run_wise_copy_follows() -> None:
+    """``compat._drain_messages_in_runs`` copies the rules of these two Faust methods; an upgrade that changes
+    either must be read against it (then update the copy and these digests)."""
+    import hashlib
+
+    from faust.transport.consumer import Consumer
+
+    def digest(fn: Any) -> str:
+        return hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()[:16]
+
+    assert Consumer._drain_messages is compat._drain_messages_in_runs
+    assert digest(compat._ORIGINAL_DRAIN_MESSAGES) == "44a2500309e83c63", "Faust's _drain_messages changed"
+    assert digest(Consumer.getmany) == "4b168d84882a70d6", "Faust's getmany changed"
+
+
+class FetchingConsumer(Service):
+    """What the drain loop uses of Faust's consumer, with the fetches given (each a ``{TP: [record, ...]}``); once
+    they are taken it stops. ``delivered`` is what reached Faust's per-record callback, ``gaps`` what
+    ``_add_gap`` got."""
+
+    consumer_stopped_errors = ()
+
+    def __init__(self, app: faust.App, fetches: list[dict[TP, list[Any]]]) -> None:
+        super().__init__()
+        self.app = app
+        self.fetches = list(fetches)
+        self._read_offset: dict[TP, int | None] = collections.defaultdict(lambda: None)
+        self._buffered_partitions: set[TP] = set()
+        self.flow_active = True
+        self.suspend_flow = asyncio.Event()
+        self._commit_every: int | None = None
+        self._n_acked = 0
+        self.commits = 0
+        self.scheduler = app.conf.ConsumerScheduler()  # type: ignore[operator]  # a class Faust types loosely
+        self.diag: Any = types.SimpleNamespace(set_flag=lambda flag: None, unset_flag=lambda flag: None)
+        self.delivered: list[Any] = []
+        self.gaps: list[tuple[TP, int, int]] = []
+        self.active: set[TP] | None = None
+        self.on_fetch: Any = None
+
+    async def _wait_next_records(self, timeout: float) -> tuple[Any, Any]:
+        if not self.fetches:
+            self._stopped.set()
+            return None, None
+        if self.on_fetch is not None:
+            self.on_fetch(self)
+        return self.fetches.pop(0), self.active
+
+    def highwater(self, tp: TP) -> int:
+        return 1000
+
+    def _to_message(self, tp: TP, record: Any) -> Any:
+        return AIOKafkaConsumer._to_message(self, tp, record)  # type: ignore[arg-type]  # Faust's own conversion
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        self.gaps.append((tp, offset_from, offset_to))
+
+    async def commit(self) -> bool:
+        self.commits += 1
+        return True
+
+    async def callback(self, message: Any) -> None:
+        self.delivered.append(message)
+
+    wait_first = compat._wait_first_eagerly
+
+
+class RunIntake:
+    """An intake that records the runs it is handed."""
+
+    def __init__(self) -> None:
+        self.runs: list[list[tuple[str, int, int]]] = []
+
+    async def on_messages(self, messages: Any) -> None:
+        self.runs.append([(m.topic, m.partition, m.offset) for m in messages])
+
+
+def records(topic: str, partition: int, offsets: Iterable[int]) -> list[Any]:
+    return [AioConsumerRecord(topic, partition, o, 1_000, 0, b"k", b"v", None, 1, 1, ()) for o in offsets]
+
+
+def drain(app: faust.App, consumer: FetchingConsumer, intake: Any, topics: Iterable[str]) -> None:
+    topics = list(topics)
+    app.__dict__[compat._INTAKES_ATTR] = {name: intake for name in topics}
+    app.topics.add(app.topic(*topics, value_type=bytes))  # acknowledged per record: gaps are tracked for it
+
+    async def run() -> None:
+        await app.topics._update_indices()  # type: ignore[attr-defined]  # what a subscription change runs: the topics' acks take effect
+        await asyncio.wait_for(compat._drain_messages_in_runs(consumer, Service()), 5)
+
+    asyncio.run(run())
+
+
+def test_an_intakes_records_arrive_as_one_run_per_fetched_partition_and_others_one_at_a_time(app: faust.App) -> None:
+    e0, e1, other = TP("events", 0), TP("events", 1), TP("elsewhere", 0)
+    consumer = FetchingConsumer(
+        app,
+        [
+            {e0: records("events", 0, range(3)), other: records("elsewhere", 0, [7, 8]), e1: records("events", 1, [5])},
+            {e0: records("events", 0, [3, 4])},
+        ],
+    )
+    intake = RunIntake()
+    drain(app, consumer, intake, ["events"])
+    assert intake.runs == [
+        [("events", 0, 0), ("events", 0, 1), ("events", 0, 2)],
+        [("events", 1, 5)],
+        [("events", 0, 3), ("events", 0, 4)],
+    ]
+    assert [(m.topic, m.offset) for m in consumer.delivered] == [("elsewhere", 7), ("elsewhere", 8)]
+    assert consumer._read_offset[e0] == 4 and consumer._read_offset[e1] == 5 and consumer._read_offset[other] == 8
+
+
+def test_records_below_the_read_offset_are_dropped_and_a_gap_is_registered_as_faust_does(app: faust.App) -> None:
+    e0 = TP("events", 0)
+    consumer = FetchingConsumer(app, [{e0: records("events", 0, [3, 4, 5, 9, 10])}])
+    consumer._read_offset[e0] = 5  # read up to 5 already (Faust re-delivers the read offset itself: >=)
+    intake = RunIntake()
+    drain(app, consumer, intake, ["events"])
+    assert intake.runs == [[("events", 0, 5), ("events", 0, 9), ("events", 0, 10)]]
+    assert consumer.gaps == [(e0, 6, 9)]  # 6 to 8 never came (a compacted or transactional topic)
+    assert consumer._read_offset[e0] == 10
+
+
+def test_a_partition_no_longer_active_is_skipped_and_a_stopped_flow_ends_the_fetch(app: faust.App) -> None:
+    e0, e1, e2 = TP("events", 0), TP("events", 1), TP("events", 2)
+    consumer = FetchingConsumer(app, [{e0: records("events", 0, [0]), e1: records("events", 1, [0])}])
+    consumer.active = {e1}  # e0 was paused while the fetch was in flight
+    intake = RunIntake()
+    drain(app, consumer, intake, ["events"])
+    assert intake.runs == [[("events", 1, 0)]] and consumer._read_offset[e0] is None
+
+    stopping = FetchingConsumer(app, [{e0: records("events", 0, [0]), e2: records("events", 2, [0])}])
+
+    class StopsTheFlow(RunIntake):
+        async def on_messages(self, messages: Any) -> None:
+            await super().on_messages(messages)
+            stopping.flow_active = False  # a rebalance began while the first run was handed over
+
+    later = StopsTheFlow()
+    drain(app, stopping, later, ["events"])
+    assert later.runs == [[("events", 0, 0)]] and stopping._read_offset[e2] is None
+
+
+def test_a_due_commit_is_made_before_the_next_run_is_handed_over(app: faust.App) -> None:
+    e0 = TP("events", 0)
+    consumer = FetchingConsumer(app, [{e0: records("events", 0, [0])}, {e0: records("events", 0, [1])}])
+    consumer._commit_every = 10
+
+    def acked_ten_before_the_second_fetch(c: FetchingConsumer) -> None:
+        if len(c.fetches) == 1:
+            c._n_acked = 10
+
+    consumer.on_fetch = acked_ten_before_the_second_fetch
+    drain(app, consumer, RunIntake(), ["events"])
+    assert consumer.commits == 1 and consumer._n_acked == 0
+
+
+def test_without_an_intake_the_drain_loop_is_fausts(app: faust.App, monkeypatch: pytest.MonkeyPatch) -> None:
+    called: list[Any] = []
+
+    async def fausts(self: Any, fetcher: Any) -> None:
+        called.append(self)
+
+    monkeypatch.setattr(compat, "_ORIGINAL_DRAIN_MESSAGES", fausts)
+    consumer = FetchingConsumer(app, [])
+    asyncio.run(compat._drain_messages_in_runs(consumer, Service()))
+    assert called == [consumer]

@@ -357,3 +357,26 @@ def test_records_carry_the_key_as_text_and_the_value_as_bytes() -> None:
 def test_an_empty_batch_size_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Intake(FakeApp(), ["events"], 0, 0.05)
+
+
+def test_a_run_of_one_partitions_records_is_appended_whole_and_pauses_its_partition_once() -> None:
+    """``compat``'s drain loop hands over a fetch's records of a partition at once (``on_messages``): they wait in
+    their order, a batch fills from them as from single records, and crossing the limit pauses the partition once,
+    not once per record beyond it."""
+    app = FakeApp()
+    intake = Intake(app, ["events"], 4, 5.0, limit=6)
+
+    async def run() -> tuple[list[int], list[int]]:
+        await intake.on_messages([Msg(i, partition=1) for i in range(3)])
+        await intake.on_messages([])  # nothing fetched for it: nothing changes
+        await intake.on_messages([Msg(i, partition=1) for i in range(3, 9)])
+        assert len(intake) == 9
+        stage = aiter(intake.batches())
+        first = offsets(await asyncio.wait_for(anext(stage), 5))  # full at once: no wait for ``within``
+        second = offsets(await asyncio.wait_for(anext(stage), 5))
+        return first, second
+
+    first, second = asyncio.run(run())
+    assert first == [0, 1, 2, 3] and second == [4, 5, 6, 7]
+    assert app.consumer.paused == [TP("events", 1)]
+    assert app.consumer.resumed == [TP("events", 1)]  # once fewer than half the limit wait (the second batch taken)
