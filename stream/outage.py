@@ -41,7 +41,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -49,29 +49,29 @@ from schemas.alerts import Alert, AlertStatus, Rule, Severity
 from schemas.overview import Coverage, OutageStatus, Overview, OverviewMinute, StageCoverage, TopNumber
 from stream.rules import Failure, Kind, fingerprint
 
-MINUTE_MS = 60_000
-STABLE_LAG_MINUTES = 8
+MINUTE_MS: Final = 60_000
+STABLE_LAG_MINUTES: Final = 8
 """``PartitionCounts.dump`` re-joins the rows of the newest minutes only (a failure changes its own minute and
 the 4 after it; late ones more, then the whole is re-joined once)."""
-WINDOW_MINUTES = 5
+WINDOW_MINUTES: Final = 5
 """Span of the distinct counts and of the outage rule."""
-TOP_MINUTES = 10
+TOP_MINUTES: Final = 10
 """Span of the top-10 lists."""
-TOP_N = 10
-HISTORY_MINUTES = 60
+TOP_N: Final = 10
+HISTORY_MINUTES: Final = 60
 """Rows of the overview."""
-BASELINE_WINDOWS = 60
+BASELINE_WINDOWS: Final = 60
 """5-minute totals in the baseline: the windows ending at each of the 60 minutes before the current window."""
-MIN_BASELINE_WINDOWS = 15
+MIN_BASELINE_WINDOWS: Final = 15
 """The rule waits until the baseline has this many 5-minute totals (24 minutes after the earliest ``since_ts`` of
 the caller partitions): an unknown past is not a quiet one, and a busy system would page at start."""
-RETAIN_MINUTES = WINDOW_MINUTES + BASELINE_WINDOWS + 10
+RETAIN_MINUTES: Final = WINDOW_MINUTES + BASELINE_WINDOWS + 10
 """Minutes a partition and the aggregator keep: enough for the baseline, with slack for late pushes."""
-MAX_ACTIONS = 32
+MAX_ACTIONS: Final = 32
 """Distinct ``data.action`` values per minute and partition; more are counted as ``(other)`` (untrusted input)."""
-MAX_ACTION_LENGTH = 64
-NO_ACTION = "(none)"
-OTHER_ACTION = "(other)"
+MAX_ACTION_LENGTH: Final = 64
+NO_ACTION: Final = "(none)"
+OTHER_ACTION: Final = "(other)"
 PARTIAL_VERSION = 1
 AGGREGATE_VERSION = 1
 
@@ -84,7 +84,7 @@ class Verdict(StrEnum):
     TOO_LATE = "too_late"
 
 
-_VERDICTS = frozenset(Verdict)
+_VERDICTS: Final = frozenset(Verdict)
 
 
 def minute_of(ts_ms: int) -> int:

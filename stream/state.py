@@ -28,7 +28,7 @@ worker back.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -36,11 +36,11 @@ from schemas.alerts import Rule, Severity
 from stream import StreamError
 from stream.rules import TUPLE_NEW, AlertState, Failure, Kind, SubjectState
 
-VERSION = 1
+VERSION: Final = 1
 """The version this release writes."""
 READS = (0, 1)
 """Every version this release loads."""
-PREFIX = 14
+PREFIX: Final = 14
 
 
 class StateFormatError(StreamError):
@@ -78,8 +78,8 @@ def dump(s: SubjectState) -> bytes:
     return flag + b"%013d" % s.last_activity_wall + orjson.dumps(doc)
 
 
-_V1_HEAD = b'{"v":1,'
-_V1_TIMES = b',"e":{"t":['
+_V1_HEAD: Final = b'{"v":1,'
+_V1_TIMES: Final = b',"e":{"t":['
 
 
 def event_times(data: bytes) -> list[int]:
