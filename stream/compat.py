@@ -602,7 +602,17 @@ async def _drain_messages_in_runs(self: Any, fetcher: Any) -> None:
     """Faust's ``Consumer._drain_messages`` with ``Consumer.getmany`` inlined (faust-streaming 0.15.3), rule for
     rule, except that a fetch's records of a partition whose topic has an intake (``use_intake``) go to it as one
     run (``Intake.on_messages``) instead of one at a time (module docstring). Records of other topics take
-    Faust's path per record, in its round-robin order (``_deliver``)."""
+    Faust's path per record, in its round-robin order (``_deliver``), after the intakes' runs of the fetch.
+
+    Kept from Faust: the loop's turn before each fetch; a fetch that returns while the flow is stopped is not
+    delivered, and every partition is sought back to its committed offset (``perform_seek``); a stopped flow
+    or a new consumer generation ends the fetch's delivery; a partition no longer active is skipped; records
+    below the read offset are dropped (the read offset itself is read again, ``>=``); a gap in a topic with
+    acks is registered (``_add_gap``); a due commit is made before a hand-over; the hand-over races the
+    suspended flow (``wait_first``), which cancels it whole (``on_messages`` appends only after its waits).
+    Changed: the read offset of a run is written before its hand-over, where Faust writes it after each
+    callback, so a seek made while the run waits is not overwritten. Reviewed against Faust's source; the
+    digests in ``tests/unit/test_compat.py`` fail when either of its two methods changes."""
     intakes: dict[str, Any] = self.app.__dict__.get(_INTAKES_ATTR) or {}
     if not intakes:
         return await _ORIGINAL_DRAIN_MESSAGES(self, fetcher)
@@ -617,37 +627,53 @@ async def _drain_messages_in_runs(self: Any, fetcher: Any) -> None:
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):
             set_flag(CONSUMER_FETCHING)
-            records, active = await self._wait_next_records(1.0)
             await self.sleep(0)  # as Faust's: a fetch that returns at once must not starve the loop
-            if records and not self.should_stop and self.flow_active:
-                generation = app.consumer_generation_id
-                others: dict[Any, Any] = {}
-                for tp, fetched in records.items():
-                    intake = intakes.get(tp.topic)
-                    if intake is None:
-                        others[tp] = fetched
-                        continue
-                    if not self.flow_active or app.consumer_generation_id != generation:
-                        break  # getmany stops the fetch's iteration here; the rest is fetched again
-                    if active is not None and tp not in active and tp not in self._buffered_partitions:
-                        continue
-                    track_end(tp, self.highwater(tp))
-                    last = read_offset[tp]
-                    run = []
-                    for record in fetched:
-                        offset = record.offset
-                        if last is None or offset >= last:
-                            if last and offset - last > 1 and acks_enabled_for(tp.topic):
-                                await self._add_gap(tp, last + 1, offset)
-                            run.append(to_message(tp, record))
-                            last = offset
-                    if not run:
-                        continue
-                    read_offset[tp] = last  # before the hand-over: a seek made while it waits wins, as in Faust
-                    await _commit_if_due(self)
-                    await self.wait_first(intake.on_messages(run), self.suspend_flow.wait())
-                if others:
-                    await _deliver(self, others, active, generation)
+            if self.should_stop:
+                unset_flag(CONSUMER_FETCHING)
+                continue
+            records, active = await self._wait_next_records(1.0)
+            generation = app.consumer_generation_id
+            if records is None or self.should_stop:
+                unset_flag(CONSUMER_FETCHING)
+                continue
+            if not self.flow_active:
+                # getmany's rule: what a fetch brought while the flow stopped (a rebalance, recovery) is not
+                # delivered, and every partition goes back to its committed offset to be read again
+                try:
+                    await self.perform_seek()
+                except Exception as exc:
+                    self.log.warning("exception performing seek when flow not active: %r", exc)
+                unset_flag(CONSUMER_FETCHING)
+                continue
+            others: dict[Any, Any] = {}
+            for tp, fetched in records.items():
+                intake = intakes.get(tp.topic)
+                if intake is None:
+                    others[tp] = fetched
+                    continue
+                if not self.flow_active or app.consumer_generation_id != generation:
+                    break  # getmany stops the fetch's iteration here; the rest is fetched again
+                if active is not None and tp not in active and tp not in self._buffered_partitions:
+                    continue
+                track_end(tp, self.highwater(tp))
+                last = read_offset[tp]
+                run = []
+                for record in fetched:
+                    offset = record.offset
+                    if last is None or offset >= last:
+                        if last and offset - last > 1 and acks_enabled_for(tp.topic):
+                            await self._add_gap(tp, last + 1, offset)
+                        run.append(to_message(tp, record))
+                        last = offset
+                if not run:
+                    continue
+                # before the hand-over (Faust writes it after the callback): a seek made while the run waits for
+                # the flow or the producer's buffer then wins, and the records it sought back to are read again
+                read_offset[tp] = last
+                await _commit_if_due(self)
+                await self.wait_first(intake.on_messages(run), self.suspend_flow.wait())
+            if others:
+                await _deliver(self, others, active, generation)
             unset_flag(CONSUMER_FETCHING)
     except self.consumer_stopped_errors:
         if self.transport.app.should_stop:

@@ -973,6 +973,7 @@ class FetchingConsumer(Service):
         self._commit_every: int | None = None
         self._n_acked = 0
         self.commits = 0
+        self.seeks = 0
         self.scheduler = app.conf.ConsumerScheduler()  # type: ignore[operator]  # a class Faust types loosely
         self.diag: Any = types.SimpleNamespace(set_flag=lambda flag: None, unset_flag=lambda flag: None)
         self.delivered: list[Any] = []
@@ -1000,6 +1001,9 @@ class FetchingConsumer(Service):
     async def commit(self) -> bool:
         self.commits += 1
         return True
+
+    async def perform_seek(self) -> None:
+        self.seeks += 1
 
     async def callback(self, message: Any) -> None:
         self.delivered.append(message)
@@ -1082,6 +1086,47 @@ def test_a_partition_no_longer_active_is_skipped_and_a_stopped_flow_ends_the_fet
     later = StopsTheFlow()
     drain(app, stopping, later, ["events"])
     assert later.runs == [[("events", 0, 0)]] and stopping._read_offset[e2] is None
+
+
+def test_a_fetch_that_returns_while_the_flow_is_stopped_is_sought_back_and_not_delivered(app: faust.App) -> None:
+    """Faust's ``getmany`` rule: records fetched while a rebalance or recovery stopped the flow are dropped, and
+    every partition goes back to its committed offset (``perform_seek``), so they are read again; aiokafka's
+    position had moved past them."""
+    e0, other = TP("events", 0), TP("elsewhere", 0)
+    consumer = FetchingConsumer(app, [{e0: records("events", 0, [0, 1]), other: records("elsewhere", 0, [3])}, {}])
+    consumer.flow_active = False
+    intake = RunIntake()
+    drain(app, consumer, intake, ["events"])
+    assert intake.runs == [] and consumer.delivered == []
+    assert consumer.seeks == 2  # an empty fetch too, as Faust's
+    assert consumer._read_offset[e0] is None
+
+
+def test_a_run_cancelled_by_a_suspended_flow_is_read_again_after_the_seek(app: faust.App) -> None:
+    """A run waiting in ``on_messages`` (for the flow, or the producer's buffer) when the flow is suspended is
+    cancelled whole, as Faust cancels its callback; the seek that follows (the rebalance's) sets the read offset
+    back, and the records come again."""
+    e0 = TP("events", 0)
+    consumer = FetchingConsumer(app, [{e0: records("events", 0, [0, 1])}, {e0: records("events", 0, [0, 1])}])
+
+    class Blocks(RunIntake):
+        async def on_messages(self, messages: Any) -> None:
+            if not self.runs and not hasattr(self, "blocked"):
+                self.blocked = True
+                asyncio.get_running_loop().call_later(0.01, consumer.suspend_flow.set)
+                await asyncio.Event().wait()  # never: only the suspended flow ends this hand-over
+            await super().on_messages(messages)
+
+    def the_rebalance_seeks_back(c: FetchingConsumer) -> None:
+        if len(c.fetches) == 1:  # before the second fetch
+            assert c._read_offset[e0] == 1  # written before the hand-over that was cancelled
+            c._read_offset[e0] = None  # what perform_seek sets for a partition without a committed offset
+            c.suspend_flow.clear()
+
+    consumer.on_fetch = the_rebalance_seeks_back
+    intake = Blocks()
+    drain(app, consumer, intake, ["events"])
+    assert intake.runs == [[("events", 0, 0), ("events", 0, 1)]]  # once, whole, from the second fetch
 
 
 def test_a_due_commit_is_made_before_the_next_run_is_handed_over(app: faust.App) -> None:
