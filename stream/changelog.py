@@ -75,7 +75,10 @@ async def send_batches(producer: BatchProducer, topic: str, writes: Iterable[Row
         size = len(key) + len(value or b"")
         if size > MAX_RECORD_BYTES:
             raise ValueError(f"a {size}-byte changelog record for partition {partition} exceeds {MAX_RECORD_BYTES}")
-        by_partition.setdefault(partition, []).append((key, value))
+        part = by_partition.get(partition)
+        if part is None:  # not ``setdefault``: it would build a list for every write
+            part = by_partition[partition] = []
+        part.append((key, value))
     sent: list[tuple[int, int, Any]] = []  # partition, records in the batch, its delivery future
     for partition, part in by_partition.items():
         batch, n = producer.create_batch(), 0

@@ -177,7 +177,11 @@ class BundleForwarder:
     async def forward(self, entries: Sequence[bundle.Entry]) -> None:
         by_partition: dict[int, list[bundle.Entry]] = {}
         for e in entries:
-            by_partition.setdefault(bundle.partition_for(e.did, self._partitions), []).append(e)
+            p = bundle.partition_for(e.did, self._partitions)
+            part = by_partition.get(p)
+            if part is None:  # not ``setdefault``: it would build a list for every entry
+                part = by_partition[p] = []
+            part.append(e)
         for partition, part in by_partition.items():
             for chunk in bundle.chunks(part):
                 await self._send(partition, bundle.encode(chunk))

@@ -49,7 +49,10 @@ class StageCounter:
         return c
 
     def top(self, partition: int) -> RecentTop:
-        return self.tops.setdefault(partition, RecentTop())
+        top = self.tops.get(partition)
+        if top is None:  # not ``setdefault``: it would build a RecentTop for every failure counted
+            top = self.tops[partition] = RecentTop()
+        return top
 
     def partials(
         self,

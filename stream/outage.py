@@ -109,8 +109,15 @@ def neighbours(events: Sequence[Failure], new: Failure) -> list[int]:
 
 
 def distinct_windows(ts: int, others: Iterable[int], floor_ts: int | None = None) -> range:
-    """Minutes ``j`` whose 5-minute distinct count (window ``[j-4, j]``) the subject's new failure at ``ts``
-    raises: those in ``k .. k+4`` (``k`` its minute) where the subject had no other failure.
+    """The minutes of ``distinct_bounds``, as a range."""
+    lo, hi = distinct_bounds(ts, others, floor_ts)
+    return range(lo, hi)
+
+
+def distinct_bounds(ts: int, others: Iterable[int], floor_ts: int | None = None) -> tuple[int, int]:
+    """The minutes ``j`` (``lo <= j < hi``, returned as ``lo, hi``) whose 5-minute distinct count (window
+    ``[j-4, j]``) the subject's new failure at ``ts`` raises: those in ``k .. k+4`` (``k`` its minute) where
+    the subject had no other failure.
 
     A failure at minute ``m <= k`` already counts in the windows ending at ``k .. m+4``; one at ``m >= k`` in
     those ending at ``m .. k+4``; so the nearest other on each side decides (``neighbours``).
@@ -132,7 +139,7 @@ def distinct_windows(ts: int, others: Iterable[int], floor_ts: int | None = None
         before = floor if before is None else max(before, floor)
     lo = k if before is None else max(k, before + WINDOW_MINUTES)
     hi = k + WINDOW_MINUTES - 1 if after is None else min(k + WINDOW_MINUTES - 1, after - 1)
-    return range(lo, hi + 1)
+    return lo, hi + 1  # a pair, not a range: compiled, the caller's loop over it then allocates nothing
 
 
 @dataclass
@@ -221,7 +228,8 @@ class PartitionCounts:
         if m is None:
             m = minutes[minute] = Minute()
         rows = self._rows
-        rows.pop(minute, None)
+        if minute in rows:
+            del rows[minute]
         if self._stable is not None and minute < self._stable[0]:
             self._stable = None
         if verdict == Verdict.DUPLICATE:
@@ -237,12 +245,14 @@ class PartitionCounts:
             self.newest_ts = ts
         if ts > now_ms:
             ts, others = now_ms, [min(t, now_ms) for t in others]
-        for j in distinct_windows(ts, others, floor_ts):
+        lo, hi = distinct_bounds(ts, others, floor_ts)
+        for j in range(lo, hi):
             d = minutes.get(j)
             if d is None:
                 d = minutes[j] = Minute()
             d.distinct += 1
-            rows.pop(j, None)
+            if j in rows:
+                del rows[j]
             if self._stable is not None and j < self._stable[0]:
                 self._stable = None
 
@@ -380,7 +390,9 @@ class RecentTop:
         minute = minute_of(ts)
         if minute < self.cut:
             return
-        bucket = self.by_minute.setdefault(minute, {})
+        bucket = self.by_minute.get(minute)
+        if bucket is None:  # not ``setdefault``: it would build a dict for every failure
+            bucket = self.by_minute[minute] = {}
         bucket[subject] = bucket.get(subject, 0) + 1
         self.totals[subject] = self.totals.get(subject, 0) + 1
 
