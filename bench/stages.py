@@ -35,11 +35,12 @@ from schemas.events import BindingFailureFacts
 from stream import bundle, native
 from stream import core as core_items
 from stream.config import StreamSettings
-from stream.core import BundleForwarder, StageCore, rows_in
+from stream.core import BundleForwarder, StageCore
 from stream.counting import StageCounter
 from stream.intake import Record
 from stream.metrics import StreamMetrics
 from stream.rules import Kind, Policy
+from tests.support.tables import MemoryTable
 
 PARTITIONS = 8
 RUN = 500
@@ -57,28 +58,6 @@ class Message:
         self.topic, self.partition, self.offset = topic, partition, offset
         self.key, self.value, self.timestamp = key, value, ts
         self.generation_id, self.tracked = 1, False
-
-
-class Table:
-    """``stream.core.SubjectTable`` on a dictionary."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
-
-    def get(self, key: str, where: Any) -> bytes | None:
-        return self.data.get(key)
-
-    def set(self, key: str, value: bytes, where: Any) -> None:
-        self.data[key] = value
-
-    def delete(self, key: str, where: Any) -> None:
-        self.data.pop(key, None)
-
-    def items(self, partition: int | None = None) -> list[tuple[str, bytes]]:
-        return rows_in(self.data.items(), partition, PARTITIONS)
-
-    async def written(self) -> None:
-        return None
 
 
 class Alerts:
@@ -121,7 +100,7 @@ async def drain(messages: list[Message], s: StreamSettings) -> dict[str, Any]:
     common: dict[str, Any] = {"metrics": metrics, "partitions": PARTITIONS, "hot_subjects": s.hot_subjects}
     caller = StageCore(
         Kind.CALLER,
-        Table(),
+        MemoryTable(PARTITIONS),
         alerts,
         policy,
         wall_ms,
@@ -129,7 +108,9 @@ async def drain(messages: list[Message], s: StreamSettings) -> dict[str, Any]:
         counter=StageCounter(Kind.CALLER, wall_ms),
         **common,
     )
-    did = StageCore(Kind.DID, Table(), alerts, policy, wall_ms, counter=StageCounter(Kind.DID, wall_ms), **common)
+    did = StageCore(
+        Kind.DID, MemoryTable(PARTITIONS), alerts, policy, wall_ms, counter=StageCounter(Kind.DID, wall_ms), **common
+    )
     seconds = {"caller": 0.0, "did": 0.0}
     items = {"caller": 0, "did": 0}
     refused: list[str] = []

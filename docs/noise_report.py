@@ -52,10 +52,11 @@ from console.records import AlertChange
 from schemas.alerts import Alert, AlertStatus, Rule
 from stream import bundle
 from stream.config import StreamSettings
-from stream.core import Item, StageCore, rows_in
+from stream.core import Item, StageCore
 from stream.counting import StageCounter
 from stream.outage import Aggregate, OutagePolicy, OutageRef, Partial
 from stream.rules import Failure, Kind, Policy
+from tests.support.tables import MemoryTable
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "noise.md"
@@ -280,28 +281,6 @@ def inhibited(firing: Sequence[Alert]) -> list[Alert]:
 
 
 # --- pure: the worker's code in process ---------------------------------------------------------------------------
-class MemTable:
-    partitions = PARTITIONS
-
-    def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
-
-    def get(self, key: str, where: Any) -> bytes | None:
-        return self.data.get(key)
-
-    def set(self, key: str, value: bytes, where: Any) -> None:
-        self.data[key] = value
-
-    def delete(self, key: str, where: Any) -> None:
-        self.data.pop(key, None)
-
-    def items(self, partition: int | None = None) -> Iterable[tuple[str, bytes]]:
-        return rows_in(self.data.items(), partition, self.partitions)
-
-    async def written(self) -> None:
-        """In memory: every write is stored when made."""
-
-
 class Sink:
     def __init__(self) -> None:
         self.alerts: list[Alert] = []
@@ -338,7 +317,7 @@ class Pipeline:
         self.cores = {
             Kind.CALLER: StageCore(
                 Kind.CALLER,
-                MemTable(),
+                MemoryTable(PARTITIONS),
                 self.sink,
                 self.policy,
                 lambda: self.now,
@@ -348,7 +327,7 @@ class Pipeline:
             ),
             Kind.DID: StageCore(
                 Kind.DID,
-                MemTable(),
+                MemoryTable(PARTITIONS),
                 self.sink,
                 self.policy,
                 lambda: self.now,
