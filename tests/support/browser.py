@@ -138,8 +138,19 @@ class Browser:
             time.sleep(interval)
         raise AssertionError(f"{what}: not within {timeout}s (last: {last!r})")
 
+    def wait_element(self, selector: str, timeout: float = 10.0) -> None:
+        """Wait until ``selector`` is on a fully loaded page, as a person waits for the field they want: after a
+        navigation (a sign-in's redirect), ``location`` already names the new page while its document is still
+        loading, and the element is not there yet (a race that failed CI once)."""
+        self.wait_for(
+            f"document.readyState === 'complete' && document.querySelector({json.dumps(selector)}) !== null",
+            timeout,
+            f"element {selector}",
+        )
+
     def click(self, selector: str) -> None:
         """A real mouse click in the middle of the element (scrolled into view first)."""
+        self.wait_element(selector)
         box = self.eval(
             f"(() => {{ const e = document.querySelector({json.dumps(selector)}); if (!e) return null;"
             " e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
@@ -152,6 +163,7 @@ class Browser:
 
     def type(self, selector: str, text: str) -> None:
         """Focus the field and type into it (the page sees key input, as from a person)."""
+        self.wait_element(selector)
         assert self.eval(
             f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
             " if (!e) return false; e.focus(); return true; })()"
