@@ -9,7 +9,9 @@ batch's by-DID bundles through ``core.did_items`` and the DID ``StageCore`` in b
 ``did_batch_records``. Tables are dictionaries, alerts and forwards are kept in memory.
 
 Why: a drain's events/s moves 10-30% between rounds on a shared 2-core machine (bench/README.md), so a change
-of a few percent to the core cannot be seen there; here the best of several rounds moves by about 3%. The
+of a few percent to the core cannot be seen there. Here the rounds of one invocation move 3-5%; the machine's
+own speed still moved ~25% between invocations minutes apart (2026-12-08), so compare two builds by alternating
+invocations (``--json``, one checkout each), several pairs, and read the pairs' ratios. The
 baseline is the same code interpreted (``BINDWATCH_NATIVE=off``, a child process), so the ratio says what
 mypyc's build gives; the cycle collector is set as the worker sets it (``stream.app``: everything loaded frozen,
 the threshold of ``BINDWATCH_GC_THRESHOLD``'s default).
